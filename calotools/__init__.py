@@ -1,0 +1,37 @@
+"""calotools: machine learning on ATLAS-like calorimeter topo-cluster images.
+
+The modules, in the order data flows through them:
+
+- `calotools.geometry`: the barrel layers, cells and image window;
+- `calotools.ntuple`: read and write MLTree ``ClusterTree`` ntuples;
+- `calotools.cuts`: selections as expressions on branch names.
+
+Submodules are imported on first use, so ``import calotools`` stays fast and
+does not pull in TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+try:
+    from calotools._version import __version__
+except ImportError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__", "cuts", "geometry", "ntuple"]
+
+if TYPE_CHECKING:
+    from calotools import cuts, geometry, ntuple
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"calotools.{name}")
+    msg = f"module 'calotools' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,605 @@
+"""Read and write topo-cluster ntuples in the ATLAS MLTree ``ClusterTree`` format.
+
+One entry per cluster: scalar branches (``cluster_E``, moments, truth) and six
+float32 layer images stored [η][φ] (``ntuple-schema.md``). Files written by
+calotools and real MLTree ntuples read the same way; legacy "v7" branch names
+(``clusterE``, ``clusterEta``, …) are accepted as aliases.
+
+Examples
+--------
+>>> clusters = read_clusters("data/pi0.root", cut="cluster_E > 0.5")  # doctest: +SKIP
+>>> clusters.scalars["cluster_E"].median(), clusters.images["EMB2"].shape  # doctest: +SKIP
+(4.2, (81234, 16, 16))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import math
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import uproot
+
+from calotools import geometry
+from calotools.cuts import branches_in, evaluate_cut
+
+__all__ = [
+    "IMAGE_BRANCHES",
+    "LEGACY_ALIASES",
+    "SCALAR_BRANCHES",
+    "TREE_NAME",
+    "ClusterWriter",
+    "Clusters",
+    "NonFiniteWarning",
+    "NtupleError",
+    "iterate_clusters",
+    "read_clusters",
+    "resolve_files",
+    "write_clusters",
+]
+
+TREE_NAME = "ClusterTree"
+
+_F4 = np.dtype(np.float32)
+_I4 = np.dtype(np.int32)
+
+#: The scalar branches of the converted MLTree schema and calotools' additions,
+#: with their ROOT types (``ntuple-schema.md``). Energies in GeV.
+SCALAR_BRANCHES: dict[str, np.dtype] = {
+    "cluster_E": _F4,
+    "cluster_E_LCCalib": _F4,
+    "cluster_Pt": _F4,
+    "cluster_Eta": _F4,
+    "cluster_Phi": _F4,
+    "cluster_nCells": _I4,
+    "cluster_ENG_CALIB_TOT": _F4,
+    "cluster_ENG_CALIB_OUT_T": _F4,
+    "cluster_ENG_CALIB_DEAD_TOT": _F4,
+    "cluster_EM_PROBABILITY": _F4,
+    "cluster_HAD_WEIGHT": _F4,
+    "cluster_OOC_WEIGHT": _F4,
+    "cluster_DM_WEIGHT": _F4,
+    "cluster_CENTER_MAG": _F4,
+    "cluster_CENTER_LAMBDA": _F4,
+    "cluster_FIRST_ENG_DENS": _F4,
+    "cluster_ISOLATION": _F4,
+    "cluster_SECOND_R": _F4,
+    "cluster_SECOND_LAMBDA": _F4,
+    "cluster_LATERAL": _F4,
+    "cluster_LONGITUDINAL": _F4,
+    "cluster_ENG_FRAC_EM": _F4,
+    "cluster_SIGNIFICANCE": _F4,
+    "eventNumber": np.dtype(np.int64),
+    "clusterIndex": _I4,
+    "nCluster": _I4,
+    "truthE": _F4,
+    "truthPt": _F4,
+    "truthEta": _F4,
+    "truthPhi": _F4,
+    "truthPDG": _I4,
+}
+
+#: Image branches and their (n_η, n_φ) shapes, from `calotools.geometry`.
+IMAGE_BRANCHES: dict[str, tuple[int, int]] = {
+    lay.name: lay.image_shape for lay in geometry.IMAGE_LAYERS if lay.image_shape
+}
+
+#: Older MLTree image ntuples ("v7") name some branches differently.
+LEGACY_ALIASES: dict[str, str] = {
+    "clusterE": "cluster_E",
+    "clusterECalib": "cluster_E_LCCalib",
+    "clusterPt": "cluster_Pt",
+    "clusterEta": "cluster_Eta",
+    "clusterPhi": "cluster_Phi",
+}
+_ALIASES_OF = {canonical: legacy for legacy, canonical in LEGACY_ALIASES.items()}
+
+#: Legacy branches that carry nothing calotools uses (the presampler image and
+#: MLTree's duplicate-cell counters); skipped when reading everything.
+_IGNORED_PREFIXES = ("PSB", "duplicate_")
+
+#: Entries per basket when writing: the issue measured a 100k-cluster file in
+#: one basket reading 20× slower in chunks than one in 10k-entry baskets.
+DEFAULT_BASKET_SIZE = 10_000
+
+_COMPRESSION = {
+    "lz4": lambda: uproot.LZ4(1),
+    "zstd": lambda: uproot.ZSTD(1),
+    "zlib": lambda: uproot.ZLIB(1),
+    None: lambda: None,
+}
+
+FileSpec = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+class NtupleError(ValueError):
+    """A file that is not a readable cluster ntuple, with the reason."""
+
+
+class NonFiniteWarning(UserWarning):
+    """NaN or infinite values found while reading (they are kept, not dropped)."""
+
+
+@dataclass
+class Clusters:
+    """Clusters read from (or to be written to) an ntuple.
+
+    Attributes
+    ----------
+    scalars
+        One row per cluster, one column per scalar branch.
+    images
+        Layer name → float32 array shaped (n_clusters, n_η, n_φ).
+    """
+
+    scalars: pd.DataFrame
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, image in self.images.items():
+            if len(image) != len(self.scalars) and len(self.scalars.columns):
+                msg = (
+                    f"image {name!r} has {len(image)} clusters but the scalars have "
+                    f"{len(self.scalars)}"
+                )
+                raise ValueError(msg)
+
+    def __len__(self) -> int:
+        if len(self.scalars.columns):
+            return len(self.scalars)
+        return len(next(iter(self.images.values()), ()))
+
+    def __getitem__(self, index: slice | np.ndarray | Sequence[int]) -> Clusters:
+        """Select clusters by slice, integer indices or boolean mask."""
+        if isinstance(index, slice):
+            rows = np.arange(len(self))[index]
+        else:
+            rows = np.asarray(index)
+            if rows.dtype == np.bool_:
+                rows = np.flatnonzero(rows)
+        return Clusters(
+            self.scalars.iloc[rows].reset_index(drop=True),
+            {name: image[rows] for name, image in self.images.items()},
+        )
+
+    @classmethod
+    def concat(cls, parts: Iterable[Clusters]) -> Clusters:
+        """Join clusters from several chunks or files, in order."""
+        parts = list(parts)
+        if len(parts) <= 1:
+            return parts[0] if parts else cls(pd.DataFrame())
+        scalars = pd.concat([p.scalars for p in parts], ignore_index=True)
+        images = {name: np.concatenate([p.images[name] for p in parts]) for name in parts[0].images}
+        return cls(scalars, images)
+
+    def summary(self) -> pd.DataFrame:
+        """Count, mean and quantiles of every scalar, plus the mean image sum per layer."""
+        table = self.scalars.describe(percentiles=[0.16, 0.5, 0.84]).T
+        for name, image in self.images.items():
+            sums = image.reshape(len(image), -1).sum(axis=1)
+            table.loc[f"{name} (pixel sum)"] = pd.Series(sums).describe(
+                percentiles=[0.16, 0.5, 0.84]
+            )
+        return table
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def resolve_files(files: FileSpec) -> list[Path]:
+    """Turn a path, a glob, a folder or a list of those into a list of files.
+
+    A folder stands for the ``*.root`` files in it. A pattern that matches
+    nothing and a path that does not exist raise `FileNotFoundError`.
+    """
+    specs = [files] if isinstance(files, str | os.PathLike) else list(files)
+    if not specs:
+        msg = "no input files given"
+        raise FileNotFoundError(msg)
+    paths: list[Path] = []
+    for spec in specs:
+        text = os.fspath(spec)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))  # noqa: PTH207 (absolute patterns too)
+            if not matches:
+                msg = f"no file matches {text!r}"
+                raise FileNotFoundError(msg)
+            paths.extend(Path(m) for m in matches)
+        elif Path(text).is_dir():
+            matches = sorted(Path(text).glob("*.root"))
+            if not matches:
+                msg = f"the folder {text} has no *.root files"
+                raise FileNotFoundError(msg)
+            paths.extend(matches)
+        elif not Path(text).exists():
+            msg = f"{text}: no such file"
+            raise FileNotFoundError(msg)
+        else:
+            paths.append(Path(text))
+    return paths
+
+
+def _open_tree(path: Path, tree_name: str) -> uproot.TTree:
+    """Open ``path`` and return its tree, or raise an error that says what is wrong."""
+    try:
+        file = uproot.open(path)
+    except Exception as err:
+        msg = f"{path}: not a readable ROOT file ({err.__class__.__name__}: {err})"
+        raise NtupleError(msg) from err
+    # ROOT's header records where the file ends; a shorter file was cut off
+    # (an interrupted copy or write), and reading it would fail later or worse.
+    size = path.stat().st_size
+    if file.file.fEND > size:
+        msg = (
+            f"{path}: truncated: its ROOT header says {file.file.fEND} bytes but the file has "
+            f"{size}; was the copy or write interrupted?"
+        )
+        raise NtupleError(msg)
+    classnames = {key.split(";")[0]: cls for key, cls in file.classnames().items()}
+    if tree_name not in classnames:
+        trees = [key for key, cls in classnames.items() if cls.startswith(("TTree", "TNtuple"))]
+        msg = f"{path} has no tree {tree_name!r}; it has: {', '.join(trees) or 'no trees'}"
+        raise NtupleError(msg)
+    if not classnames[tree_name].startswith(("TTree", "TNtuple")):
+        msg = (
+            f"{path}: {tree_name!r} is a {classnames[tree_name]}, not a TTree; "
+            "calotools reads MLTree's TTrees"
+        )
+        raise NtupleError(msg)
+    return file[tree_name]
+
+
+def _canonical(name: str) -> str:
+    return LEGACY_ALIASES.get(name, name)
+
+
+def _branch_map(tree: uproot.TTree, path: Path) -> dict[str, str]:
+    """Canonical name → name in the file, for the branches calotools can read."""
+    found: dict[str, str] = {}
+    for name in tree.keys(recursive=False):
+        if name.startswith(_IGNORED_PREFIXES):
+            continue
+        found.setdefault(_canonical(name), name)
+    return found
+
+
+def _check_images(tree: uproot.TTree, path: Path, names: Iterable[str]) -> None:
+    for name in names:
+        expected = IMAGE_BRANCHES.get(name)
+        if expected is None:
+            continue
+        interpretation = tree[name].interpretation
+        shape = tuple(getattr(interpretation, "inner_shape", ()) or ())
+        if shape != expected:
+            hint = (
+                " (it looks transposed: calotools stores [η][φ])" if shape[::-1] == expected else ""
+            )
+            msg = (
+                f"{path}: branch {name!r} holds images of shape {list(shape)}; "
+                f"expected {list(expected)} [η][φ]{hint}"
+            )
+            raise NtupleError(msg)
+
+
+def _select_branches(
+    available: Mapping[str, str], branches: Sequence[str] | None, cut: str | None, path: Path
+) -> tuple[list[str], list[str]]:
+    """(branches to return, branches to read) as canonical names."""
+    wanted = list(available) if branches is None else [_canonical(b) for b in branches]
+    in_cut = sorted(_canonical(b) for b in branches_in(cut)) if cut else []
+    needed = list(dict.fromkeys([*wanted, *in_cut]))
+    missing = [b for b in needed if b not in available]
+    if missing:
+        label = "branch" if len(missing) == 1 else "branches"
+        msg = (
+            f"{path} has no {label} {', '.join(map(repr, missing))}; "
+            f"it has: {', '.join(sorted(available))}"
+        )
+        raise NtupleError(msg)
+    return wanted, needed
+
+
+def _report_nonfinite(
+    arrays: Mapping[str, np.ndarray], where: str, on_nonfinite: Literal["warn", "raise"]
+) -> None:
+    counts = {
+        name: int(np.count_nonzero(~np.isfinite(values)))
+        for name, values in arrays.items()
+        if values.dtype.kind == "f"
+    }
+    counts = {name: n for name, n in counts.items() if n}
+    if not counts:
+        return
+    detail = ", ".join(f"{name}: {n}" for name, n in counts.items())
+    msg = f"{where}: non-finite (NaN or inf) values, kept as they are, per branch: {detail}"
+    if on_nonfinite == "raise":
+        raise NtupleError(msg)
+    warnings.warn(msg, NonFiniteWarning, stacklevel=3)
+
+
+def _to_clusters(
+    arrays: Mapping[str, np.ndarray],
+    wanted: Sequence[str],
+    cut: str | None,
+    where: str,
+    on_nonfinite: Literal["warn", "raise"],
+) -> Clusters:
+    _report_nonfinite(arrays, where, on_nonfinite)
+    if cut:
+        # A cut may use the legacy names too.
+        legacy = {_ALIASES_OF[n]: v for n, v in arrays.items() if n in _ALIASES_OF}
+        mask = evaluate_cut(cut, {**arrays, **legacy}, where=where)
+        arrays = {name: values[mask] for name, values in arrays.items()}
+    scalars = pd.DataFrame({n: arrays[n] for n in wanted if arrays[n].ndim == 1})
+    images = {
+        n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in wanted if arrays[n].ndim > 1
+    }
+    return Clusters(scalars, images)
+
+
+def _prepare(path: Path, tree_name: str, branches: Sequence[str] | None, cut: str | None):
+    tree = _open_tree(path, tree_name)
+    available = _branch_map(tree, path)
+    wanted, needed = _select_branches(available, branches, cut, path)
+    _check_images(tree, path, needed)
+    expressions = {available[name]: name for name in needed}
+    return tree, wanted, expressions
+
+
+def iterate_clusters(
+    files: FileSpec,
+    *,
+    branches: Sequence[str] | None = None,
+    cut: str | None = None,
+    step_size: int = DEFAULT_BASKET_SIZE,
+    entry_stop: int | None = None,
+    tree: str = TREE_NAME,
+    on_nonfinite: Literal["warn", "raise"] = "warn",
+) -> Iterator[Clusters]:
+    """Yield clusters in chunks of ``step_size`` entries (before the cut), file by file.
+
+    Parameters are those of `read_clusters`. A ``step_size`` that is a
+    multiple of the files' basket size (10 000 for calotools files) reads
+    each basket once.
+    """
+    if step_size < 1:
+        msg = f"step_size must be a positive number of entries, got {step_size}"
+        raise ValueError(msg)
+    remaining = math.inf if entry_stop is None else entry_stop
+    for path in resolve_files(files):
+        if remaining <= 0:
+            return
+        ttree, wanted, expressions = _prepare(path, tree, branches, cut)
+        stop = None if math.isinf(remaining) else int(min(remaining, ttree.num_entries))
+        start = 0
+        for chunk in ttree.iterate(
+            list(expressions), step_size=step_size, entry_stop=stop, library="np"
+        ):
+            arrays = {expressions[name]: values for name, values in chunk.items()}
+            n_read = len(next(iter(arrays.values())))
+            where = f"{path} entries {start}–{start + n_read - 1}"
+            yield _to_clusters(arrays, wanted, cut, where, on_nonfinite)
+            start += n_read
+        remaining -= start
+
+
+def read_clusters(
+    files: FileSpec,
+    branches: Sequence[str] | None = None,
+    cut: str | None = None,
+    entry_stop: int | None = None,
+    *,
+    tree: str = TREE_NAME,
+    on_nonfinite: Literal["warn", "raise"] = "warn",
+) -> Clusters:
+    """Read clusters from one or more ntuples into memory.
+
+    Parameters
+    ----------
+    files
+        A path, a glob pattern, a folder (its ``*.root`` files) or a list of those.
+    branches
+        Branches to return (legacy names accepted); default: every scalar and
+        image branch of the first file, less the ignored legacy ones.
+    cut
+        Selection expression on branch names (see `calotools.cuts`), e.g.
+        ``"abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2"``.
+    entry_stop
+        Read at most this many entries in total (before the cut), files in order.
+    tree
+        Name of the tree.
+    on_nonfinite
+        What to do with NaN/inf values: ``"warn"`` (default, with counts per
+        branch) or ``"raise"``. They are never dropped silently.
+
+    Returns
+    -------
+    Clusters
+        Scalars as a DataFrame (canonical branch names) and images as float32
+        arrays shaped (N, n_η, n_φ).
+    """
+    paths = resolve_files(files)
+    if branches is None:
+        # Every file must offer what the first one does, so the columns agree.
+        _, first_wanted, _ = _prepare(paths[0], tree, None, None)
+        branches = first_wanted
+    parts = list(
+        iterate_clusters(
+            paths,
+            branches=branches,
+            cut=cut,
+            step_size=1 << 62,
+            entry_stop=entry_stop,
+            tree=tree,
+            on_nonfinite=on_nonfinite,
+        )
+    )
+    return Clusters.concat(parts)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _branch_type(name: str, values: np.ndarray) -> np.dtype:
+    if name in IMAGE_BRANCHES:
+        shape = IMAGE_BRANCHES[name]
+        if values.shape[1:] != shape:
+            msg = (
+                f"image {name!r} has shape {list(values.shape[1:])}; expected {list(shape)} [η][φ]"
+            )
+            raise ValueError(msg)
+        return np.dtype((np.float32, shape))
+    if values.ndim != 1:
+        msg = f"branch {name!r} must be one value per cluster, got shape {values.shape}"
+        raise ValueError(msg)
+    if name in SCALAR_BRANCHES:
+        return SCALAR_BRANCHES[name]
+    if values.dtype.kind not in "biuf":
+        msg = f"branch {name!r} has values of type {values.dtype}; only numbers can be written"
+        raise ValueError(msg)
+    return values.dtype
+
+
+def _columns(clusters: Clusters) -> dict[str, np.ndarray]:
+    columns = {name: clusters.scalars[name].to_numpy() for name in clusters.scalars.columns}
+    columns.update(clusters.images)
+    return columns
+
+
+class ClusterWriter:
+    """Write clusters chunk by chunk into a ``ClusterTree``, safely.
+
+    The file is written under a temporary name in the same folder and renamed
+    to ``path`` only when `close` completes, so an interrupted write never
+    leaves a file that looks whole. Entries are regrouped into baskets of
+    ``basket_size`` whatever the sizes of the chunks given to `write`.
+
+    Use it as a context manager: leaving the block because of an exception
+    removes the temporary file.
+
+    Examples
+    --------
+    >>> with ClusterWriter("out.root") as writer:  # doctest: +SKIP
+    ...     for chunk in chunks:
+    ...         writer.write(chunk)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        tree: str = TREE_NAME,
+        basket_size: int = DEFAULT_BASKET_SIZE,
+        compression: Literal["lz4", "zstd", "zlib"] | None = "lz4",
+    ) -> None:
+        if basket_size < 1:
+            msg = f"basket_size must be a positive number of entries, got {basket_size}"
+            raise ValueError(msg)
+        if compression not in _COMPRESSION:
+            msg = f"compression must be one of {list(_COMPRESSION)}, got {compression!r}"
+            raise ValueError(msg)
+        self.path = Path(path)
+        self.tree_name = tree
+        self.basket_size = basket_size
+        self.n_written = 0
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = uproot.recreate(self._tmp, compression=_COMPRESSION[compression]())
+        self._tree = None
+        self._types: dict[str, np.dtype] = {}
+        self._pending: list[dict[str, np.ndarray]] = []
+        self._n_pending = 0
+
+    def write(self, clusters: Clusters) -> None:
+        """Add clusters; they reach the file in whole baskets."""
+        columns = _columns(clusters)
+        if not columns:
+            return
+        types = {name: _branch_type(name, values) for name, values in columns.items()}
+        if self._tree is None:
+            self._types = types
+            self._tree = self._file.mktree(self.tree_name, types)
+        elif types.keys() != self._types.keys():
+            missing = sorted(self._types.keys() - types.keys())
+            extra = sorted(types.keys() - self._types.keys())
+            msg = (
+                f"{self.path}: every chunk must have the same branches; this one lacks "
+                f"{missing} and adds {extra}"
+            )
+            raise ValueError(msg)
+        self._pending.append(
+            {
+                name: np.asarray(
+                    values, dtype=self._types[name] if name not in IMAGE_BRANCHES else np.float32
+                )
+                for name, values in columns.items()
+            }
+        )
+        self._n_pending += len(clusters)
+        if self._n_pending >= self.basket_size:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        if not self._pending:
+            return
+        joined = {
+            name: np.concatenate([chunk[name] for chunk in self._pending])
+            for name in self._pending[0]
+        }
+        n_total = self._n_pending
+        n_full = n_total if final else (n_total // self.basket_size) * self.basket_size
+        for start in range(0, n_full, self.basket_size):
+            stop = min(start + self.basket_size, n_full)
+            self._tree.extend({name: values[start:stop] for name, values in joined.items()})
+        self.n_written += n_full
+        rest = {name: values[n_full:] for name, values in joined.items()}
+        self._pending = [rest] if n_total > n_full else []
+        self._n_pending = n_total - n_full
+
+    def close(self) -> Path:
+        """Write what is pending, close the file and give it its final name."""
+        self._flush(final=True)
+        if self._tree is None:
+            msg = f"{self.path}: nothing was written; refusing to create an empty ntuple"
+            self.abort()
+            raise ValueError(msg)
+        self._file.close()
+        self._tmp.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file; ``path`` is left as it was."""
+        with contextlib.suppress(Exception):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ClusterWriter:  # noqa: PYI034
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_clusters(
+    path: str | os.PathLike,
+    clusters: Clusters,
+    *,
+    tree: str = TREE_NAME,
+    basket_size: int = DEFAULT_BASKET_SIZE,
+    compression: Literal["lz4", "zstd", "zlib"] | None = "lz4",
+) -> Path:
+    """Write ``clusters`` to ``path`` in one go (see `ClusterWriter`)."""
+    with ClusterWriter(path, tree=tree, basket_size=basket_size, compression=compression) as writer:
+        writer.write(clusters)
+    return writer.path
