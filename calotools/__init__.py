@@ -4,7 +4,9 @@ The modules, in the order data flows through them:
 
 - `calotools.geometry`: the barrel layers, cells and image window;
 - `calotools.ntuple`: read and write MLTree ``ClusterTree`` ntuples;
-- `calotools.cuts`: selections as expressions on branch names.
+- `calotools.cuts`: selections as expressions on branch names;
+- `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
+- `calotools.plotting`: ATLAS-style figures of all of the above.
 
 Submodules are imported on first use, so ``import calotools`` stays fast and
 does not pull in TensorFlow.
@@ -20,10 +22,10 @@ try:
 except ImportError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "cuts", "geometry", "ntuple"]
+__all__ = ["__version__", "cuts", "geometry", "metrics", "ntuple", "plotting"]
 
 if TYPE_CHECKING:
-    from calotools import cuts, geometry, ntuple
+    from calotools import cuts, geometry, metrics, ntuple, plotting
 
 
 def __getattr__(name: str):

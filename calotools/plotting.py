@@ -1,0 +1,684 @@
+"""ATLAS-style plots of cluster images, classification and calibration performance.
+
+Every function draws on the axes it is given (keyword-only ``ax=None``, or
+``axes=None`` for several panels; by default the current axes or a new
+figure) and returns them, so plots can be restyled and combined. The numbers
+come from `calotools.metrics`; this module only draws.
+
+Importing this module changes no global setting. For the ATLAS look, wrap
+the plotting in ``with plotting.style():`` or call `use_style` once in a
+notebook, and add the label with `atlas_label`.
+
+Examples
+--------
+>>> from calotools import metrics, plotting
+>>> with plotting.style():  # doctest: +SKIP
+...     ax = plotting.response({"LCW": metrics.binned_response(e_true, e_lcw)})
+...     plotting.atlas_label(ax, rlabel="single $\\pi^\\pm$, $|\\eta| < 0.7$")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib import colors
+from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
+
+from calotools import geometry, metrics
+
+__all__ = [
+    "atlas_label",
+    "cluster_images",
+    "confusion_matrix",
+    "cutoff_scan",
+    "history",
+    "mean_images",
+    "rejection",
+    "resolution",
+    "response",
+    "response_2d",
+    "roc",
+    "style",
+    "use_style",
+]
+
+# Axis labels, in mathtext so they render the same with or without LaTeX.
+PI0_TEX = r"$\pi^{0}$"
+PIPM_TEX = r"$\pi^{\pm}$"
+E_TRUE_LABEL = r"$E^{\mathrm{true}}$ [GeV]"
+RESPONSE_LABEL = r"Response $E^{\mathrm{pred}} / E^{\mathrm{true}}$"
+MEDIAN_RESPONSE_LABEL = r"Median response $E^{\mathrm{pred}} / E^{\mathrm{true}}$"
+PIXEL_LABEL = "Cell energy / cluster energy"
+DETA_LABEL = r"$\Delta\eta$"
+DPHI_LABEL = r"$\Delta\phi$ [rad]"
+
+#: Keras history keys that are not metrics.
+_NOT_METRICS = frozenset({"epoch", "lr", "learning_rate"})
+_METRIC_LABELS = {
+    "loss": "Loss",
+    "accuracy": "Accuracy",
+    "acc": "Accuracy",
+    "auc": "AUC",
+    "mae": "Mean absolute error",
+    "mse": "Mean squared error",
+}
+
+LayerImages = Mapping[str, np.ndarray]
+Curves = Mapping[str, tuple[Any, Any]]
+
+
+# ---------------------------------------------------------------------------- style
+
+
+def style() -> contextlib.AbstractContextManager[None]:
+    """The ATLAS style of mplhep for a ``with`` block (nothing changes outside it).
+
+    Examples
+    --------
+    >>> with style():  # doctest: +SKIP
+    ...     ax = roc({"DNN": (y_true, p_pipm)})
+    """
+    import mplhep
+
+    return plt.style.context(mplhep.style.ATLAS)
+
+
+def use_style() -> None:
+    """Switch matplotlib to the ATLAS style of mplhep for the rest of the session."""
+    import mplhep
+
+    mplhep.style.use("ATLAS")
+
+
+def atlas_label(
+    ax: Axes | None = None,
+    text: str = "Simulation Internal",
+    *,
+    rlabel: str | None = None,
+    loc: int = 4,
+    **kwargs: Any,
+) -> Axes:
+    """Write "**ATLAS** *Simulation Internal*" in the axes, the ATLAS way (via mplhep).
+
+    Parameters
+    ----------
+    text
+        What follows "ATLAS".
+    rlabel
+        An optional second line, e.g. the sample and selection. No √s is
+        written: calotools' samples are single particles.
+    loc
+        mplhep's label position; 4 is the ATLAS one (inside, top left).
+    **kwargs
+        Passed to ``mplhep.atlas.label``.
+    """
+    import mplhep
+
+    ax = plt.gca() if ax is None else ax
+    # llabel rather than text: mplhep prefixes "Simulation" to `text` itself.
+    mplhep.atlas.label(llabel=text, rlabel=rlabel, com=None, loc=loc, ax=ax, **kwargs)
+    return ax
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _axes_grid(
+    axes: Axes | Sequence[Axes] | np.ndarray | None,
+    shape: tuple[int, int],
+    figsize: tuple[float, float],
+    *,
+    share: bool = False,
+) -> np.ndarray:
+    """The given axes as an array of ``shape``, or a new figure's."""
+    if axes is None:
+        _, grid = plt.subplots(
+            *shape,
+            figsize=figsize,
+            sharex=share,
+            sharey=share,
+            squeeze=False,
+            layout="constrained",
+        )
+        return grid
+    flat = np.asarray(axes, dtype=object).ravel()
+    needed = shape[0] * shape[1]
+    if flat.size < needed:
+        msg = f"this plot needs {needed} axes ({shape[0]} × {shape[1]}); {flat.size} were given"
+        raise ValueError(msg)
+    return flat[:needed].reshape(shape)
+
+
+def _layer_images(images: LayerImages | Any, what: str = "images") -> LayerImages:
+    """Layer name → (N, n_η, n_φ) images, from a mapping or a `Clusters`."""
+    layer_images = getattr(images, "images", images)
+    missing = [name for name in geometry.IMAGE_LAYER_NAMES if name not in layer_images]
+    if missing:
+        have = list(layer_images)
+        msg = f"{what} lacks the layer(s) {missing}; it has: {have}"
+        raise ValueError(msg)
+    for lay in geometry.IMAGE_LAYERS:
+        shape = np.shape(layer_images[lay.name])[1:]
+        if shape != lay.image_shape:
+            msg = (
+                f"{what}[{lay.name!r}] has images of shape {list(shape)}; "
+                f"expected (clusters, {lay.image_shape[0]}, {lay.image_shape[1]}) [η][φ]"
+            )
+            raise ValueError(msg)
+    return layer_images
+
+
+def _draw_layer(
+    ax: Axes,
+    lay: geometry.Layer,
+    image: np.ndarray,
+    norm: colors.Normalize,
+    cmap: str,
+    *,
+    title: str | None = None,
+    row_label: str | None = None,
+):
+    """One layer in true Δη × Δφ: pixel edges from the geometry, [η][φ] → (φ rows, η columns)."""
+    if isinstance(norm, colors.LogNorm):
+        # Empty pixels have no logarithm: leave them blank rather than clip them.
+        image = np.ma.masked_less_equal(image, 0.0)
+    mesh = ax.pcolormesh(lay.eta_edges, lay.phi_edges, image.T, norm=norm, cmap=cmap)
+    if title is not None:
+        ax.set_title(title)
+    ax.set_xlabel(DETA_LABEL)
+    ax.set_ylabel(DPHI_LABEL if row_label is None else f"{row_label}\n{DPHI_LABEL}")
+    return mesh
+
+
+def _pixel_norm(
+    pixels: Sequence[np.ndarray], *, log: bool, vmin: float | None, vmax: float | None
+) -> colors.Normalize:
+    values = np.concatenate([np.ravel(p) for p in pixels])
+    if log:
+        positive = values[values > 0]
+        low = vmin if vmin is not None else (positive.min() if positive.size else 1e-4)
+        high = vmax if vmax is not None else (positive.max() if positive.size else 1.0)
+        # A single non-zero value (or an empty image) still needs a range.
+        return colors.LogNorm(vmin=low, vmax=high if high > low else 10.0 * low)
+    low = vmin if vmin is not None else min(values.min(), 0.0)
+    high = vmax if vmax is not None else values.max()
+    return colors.Normalize(vmin=low, vmax=high if high > low else low + 1.0)
+
+
+def _tidy_grid(grid: np.ndarray) -> None:
+    """Axis labels on the outer panels only, when the panels share axes."""
+    for ax in grid.ravel():
+        ax.label_outer()
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def cluster_images(
+    images: LayerImages | Any,
+    index: int,
+    *,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+    log: bool = True,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "viridis",
+) -> np.ndarray:
+    """One cluster's six layer images in true Δη × Δφ, with a shared colour bar.
+
+    Each layer is drawn with its own pixel edges (`calotools.geometry`), so
+    the 128 thin EMB1 strips look thin and TileBar2's two cells look wide.
+
+    Parameters
+    ----------
+    images
+        Layer name → array (N, n_η, n_φ), or a `calotools.ntuple.Clusters`.
+    index
+        Which cluster.
+    axes
+        Six axes (any shape), in the order EMB1 … TileBar2; default: a new
+        2 × 3 figure.
+    log
+        Logarithmic colour scale (empty pixels left blank).
+    vmin, vmax
+        Colour range; default: the cluster's smallest non-zero and largest
+        pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        The axes, one per layer.
+    """
+    layer_images = _layer_images(images)
+    n_clusters = len(layer_images[geometry.IMAGE_LAYER_NAMES[0]])
+    if not -n_clusters <= index < n_clusters:
+        msg = f"cluster index {index} is out of range for {n_clusters} clusters"
+        raise IndexError(msg)
+    created = axes is None
+    grid = _axes_grid(axes, (2, 3), (11, 6.5), share=True)
+    pixels = [
+        np.asarray(layer_images[name][index], dtype=float) for name in geometry.IMAGE_LAYER_NAMES
+    ]
+    norm = _pixel_norm(pixels, log=log, vmin=vmin, vmax=vmax)
+    flat = grid.ravel()
+    for ax, lay, image in zip(flat, geometry.IMAGE_LAYERS, pixels, strict=True):
+        mesh = _draw_layer(ax, lay, image, norm, cmap, title=lay.name)
+    if created:
+        _tidy_grid(grid)
+    flat[0].figure.colorbar(mesh, ax=list(flat), label=PIXEL_LABEL)
+    return grid
+
+
+def mean_images(
+    images_by_class: Mapping[str, LayerImages | Any],
+    *,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+    log: bool = True,
+    cmap: str = "viridis",
+    diff_cmap: str = "RdBu_r",
+) -> np.ndarray:
+    """Mean image per class, one row each, and with two classes their difference.
+
+    Parameters
+    ----------
+    images_by_class
+        Class label (e.g. ``"π0"``) → layer images or `Clusters`.
+    axes
+        (n_rows × 6) axes, n_rows = number of classes, plus one for the
+        difference (first − second class) when there are exactly two; default:
+        a new figure.
+    log
+        Logarithmic colour scale for the means; the difference then uses a
+        symmetric-log scale (linear within 0.1 % of its largest value),
+        always centred on 0 with a diverging colour map.
+
+    Returns
+    -------
+    numpy.ndarray
+        The axes, shape (n_rows, 6).
+    """
+    if not images_by_class:
+        msg = "images_by_class is empty; give at least one class"
+        raise ValueError(msg)
+    means: dict[str, list[np.ndarray]] = {}
+    for label, images in images_by_class.items():
+        layer_images = _layer_images(images, what=f"images_by_class[{label!r}]")
+        if len(layer_images[geometry.IMAGE_LAYER_NAMES[0]]) == 0:
+            msg = f"class {label!r} has no clusters to average"
+            raise ValueError(msg)
+        means[label] = [
+            # float64 accumulation without a float64 copy of all the images.
+            np.asarray(layer_images[name]).mean(axis=0, dtype=np.float64)
+            for name in geometry.IMAGE_LAYER_NAMES
+        ]
+    labels = list(means)
+    with_difference = len(labels) == 2
+    n_rows = len(labels) + with_difference
+    created = axes is None
+    grid = _axes_grid(axes, (n_rows, 6), (15, 2.6 * n_rows + 0.6), share=True)
+
+    norm = _pixel_norm(
+        [m for per_layer in means.values() for m in per_layer], log=log, vmin=None, vmax=None
+    )
+    for row, label in enumerate(labels):
+        for column, (ax, lay, image) in enumerate(
+            zip(grid[row], geometry.IMAGE_LAYERS, means[label], strict=True)
+        ):
+            mesh = _draw_layer(
+                ax,
+                lay,
+                image,
+                norm,
+                cmap,
+                title=lay.name if row == 0 else None,
+                row_label=f"Mean {label}" if column == 0 else None,
+            )
+    figure = grid[0, 0].figure
+    figure.colorbar(mesh, ax=list(grid[: len(labels)].ravel()), label=f"Mean {PIXEL_LABEL.lower()}")
+
+    if with_difference:
+        difference = [a - b for a, b in zip(means[labels[0]], means[labels[1]], strict=True)]
+        largest = max(float(np.abs(d).max()) for d in difference) or 1.0
+        diff_norm = (
+            colors.SymLogNorm(linthresh=1e-3 * largest, vmin=-largest, vmax=largest)
+            if log
+            else colors.Normalize(vmin=-largest, vmax=largest)
+        )
+        for column, (ax, lay, image) in enumerate(
+            zip(grid[-1], geometry.IMAGE_LAYERS, difference, strict=True)
+        ):
+            mesh = _draw_layer(
+                ax,
+                lay,
+                image,
+                diff_norm,
+                diff_cmap,
+                row_label=f"{labels[0]} − {labels[1]}" if column == 0 else None,
+            )
+        figure.colorbar(mesh, ax=list(grid[-1]), label="Difference of means")
+    if created:
+        _tidy_grid(grid)
+    return grid
+
+
+# ---------------------------------------------------------------------------- classification
+
+
+def roc(curves: Curves, *, ax: Axes | None = None) -> Axes:
+    """ROC curves (π± efficiency against π0 false-positive rate), AUC in the legend.
+
+    Parameters
+    ----------
+    curves
+        Method name → (y_true, score), labels π0 = 0, π± = 1 and score
+        P(π±)-like (see `calotools.metrics.roc_curve`).
+    """
+    ax = plt.gca() if ax is None else ax
+    for label, (y_true, score) in curves.items():
+        fpr, tpr, _ = metrics.roc_curve(y_true, score)
+        ax.plot(fpr, tpr, label=f"{label} (AUC = {metrics.auc(y_true, score):.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="Random (AUC = 0.5)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"{PI0_TEX} false-positive rate (fraction)")
+    ax.set_ylabel(f"{PIPM_TEX} efficiency (fraction)")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def rejection(curves: Curves, *, ax: Axes | None = None) -> Axes:
+    """π0 rejection (1 / false-positive rate) against π± efficiency, log scale.
+
+    ``curves`` as in `roc`. Points where no π0 passes (infinite rejection) are
+    left out.
+    """
+    ax = plt.gca() if ax is None else ax
+    for label, (y_true, score) in curves.items():
+        fpr, tpr, _ = metrics.roc_curve(y_true, score)
+        finite = fpr > 0
+        ax.plot(tpr[finite], 1.0 / fpr[finite], label=label)
+    ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=1.0)  # 1 / FPR >= 1 always
+    ax.set_xlabel(f"{PIPM_TEX} efficiency (fraction)")
+    ax.set_ylabel(f"{PI0_TEX} rejection (1 / false-positive rate)")
+    ax.legend(loc="upper right")
+    return ax
+
+
+def cutoff_scan(
+    scan: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    mark: float | Literal["accuracy", "balanced"] | None = None,
+) -> Axes:
+    """Accuracy and both efficiencies against the cutoff p of a `metrics.cutoff_scan`.
+
+    Parameters
+    ----------
+    mark
+        A cutoff to mark with a vertical line and dots on the curves, or
+        ``"accuracy"`` / ``"balanced"`` for `metrics.best_cutoff` of the scan.
+    """
+    ax = plt.gca() if ax is None else ax
+    cutoff = scan["cutoff"].to_numpy()
+    curves = {
+        "accuracy": "Accuracy",
+        "pi0_efficiency": f"{PI0_TEX} efficiency",
+        "pipm_efficiency": f"{PIPM_TEX} efficiency",
+    }
+    lines = [ax.plot(cutoff, scan[column], label=label)[0] for column, label in curves.items()]
+    if mark is not None:
+        p = metrics.best_cutoff(scan, mark) if isinstance(mark, str) else float(mark)
+        ax.axvline(p, color="grey", linestyle=":", label=f"$p$ = {p:.2f}")
+        for line, column in zip(lines, curves, strict=True):
+            value = np.interp(p, cutoff, scan[column].to_numpy())
+            ax.plot([p], [value], marker="o", linestyle="none", color=line.get_color())
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel(rf"Cutoff $p$ (called {PI0_TEX} if $P(\pi^{{0}}) > p$)")
+    ax.set_ylabel("Fraction of clusters")
+    ax.legend(loc="lower center")
+    return ax
+
+
+def confusion_matrix(table: pd.DataFrame, *, ax: Axes | None = None, cmap: str = "Blues") -> Axes:
+    """A `metrics.confusion_matrix` as a coloured 2 × 2 grid with its values written in."""
+    ax = plt.gca() if ax is None else ax
+    values = table.to_numpy(dtype=np.float64)
+    image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=np.nanmax(values) or 1.0)
+    counts = all(pd.api.types.is_integer_dtype(dtype) for dtype in table.dtypes)
+    for (row, column), value in np.ndenumerate(values):
+        text = "–" if np.isnan(value) else (f"{value:.0f}" if counts else f"{value:.3f}")
+        # Dark text on light cells, light text on dark ones.
+        shade = image.norm(value) if np.isfinite(value) else 0.0
+        ax.text(
+            column,
+            row,
+            text,
+            ha="center",
+            va="center",
+            color="white" if shade > 0.5 else "black",
+        )
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in table.columns])
+    ax.set_yticks(range(values.shape[0]), [str(i) for i in table.index])
+    ax.minorticks_off()
+    ax.set_xlabel("Predicted class")
+    ax.set_ylabel("True class")
+    return ax
+
+
+# ---------------------------------------------------------------------------- calibration
+
+
+_RESPONSE_COLUMNS = ("low", "high", "count", "median", "q16", "q84", "resolution", "too_few")
+
+
+def _response_tables(results: Mapping[str, pd.DataFrame]) -> Iterator[tuple[str, pd.DataFrame]]:
+    for label, table in results.items():
+        missing = [c for c in _RESPONSE_COLUMNS if c not in table.columns]
+        if missing:
+            msg = (
+                f"results[{label!r}] lacks the column(s) {missing}; "
+                "pass tables made by calotools.metrics.binned_response"
+            )
+            raise ValueError(msg)
+        yield label, table
+
+
+def _bin_centres(table: pd.DataFrame) -> np.ndarray:
+    if "center" in table.columns:
+        return table["center"].to_numpy()
+    return np.sqrt(table["low"].to_numpy() * table["high"].to_numpy())
+
+
+def _split_sparse(table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """``column`` where bins are well filled, and where they are too sparse (NaN elsewhere)."""
+    values = table[column].to_numpy(dtype=np.float64)
+    too_few = table["too_few"].to_numpy(dtype=bool)
+    return np.where(too_few, np.nan, values), np.where(too_few, values, np.nan)
+
+
+def response(
+    results: Mapping[str, pd.DataFrame],
+    *,
+    ax: Axes | None = None,
+    band: bool = True,
+    xlabel: str = E_TRUE_LABEL,
+) -> Axes:
+    """Median response against true energy (log x), with the 16–84 % band.
+
+    Parameters
+    ----------
+    results
+        Method name → table from `calotools.metrics.binned_response`.
+    band
+        Shade the central 68 % (q16–q84) of the response in each bin.
+    xlabel
+        Label of the true energy, e.g. to name ``cluster_ENG_CALIB_TOT``.
+
+    Bins flagged ``too_few`` are drawn as open markers, off the line and band.
+    """
+    ax = plt.gca() if ax is None else ax
+    for label, table in _response_tables(results):
+        x = _bin_centres(table)
+        median, sparse = _split_sparse(table, "median")
+        (line,) = ax.plot(x, median, marker="o", markersize=4, label=label)
+        if np.isfinite(sparse).any():
+            ax.plot(
+                x,
+                sparse,
+                marker="o",
+                markersize=4,
+                linestyle="none",
+                fillstyle="none",
+                color=line.get_color(),
+            )
+        if band:
+            q16, _ = _split_sparse(table, "q16")
+            q84, _ = _split_sparse(table, "q84")
+            ax.fill_between(x, q16, q84, color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(MEDIAN_RESPONSE_LABEL)
+    ax.legend(loc="best")
+    return ax
+
+
+def resolution(
+    results: Mapping[str, pd.DataFrame], *, ax: Axes | None = None, xlabel: str = E_TRUE_LABEL
+) -> Axes:
+    """Response resolution (q84 − q16) / (2 · median) against true energy (log x).
+
+    ``results`` as in `response`; error bars from ``resolution_err`` where
+    the table has it. Bins flagged ``too_few`` are drawn as open markers.
+    """
+    ax = plt.gca() if ax is None else ax
+    for label, table in _response_tables(results):
+        x = _bin_centres(table)
+        values, sparse = _split_sparse(table, "resolution")
+        errors = table["resolution_err"].to_numpy() if "resolution_err" in table.columns else None
+        bars = ax.errorbar(x, values, yerr=errors, marker="o", markersize=4, label=label)
+        if np.isfinite(sparse).any():
+            ax.plot(
+                x,
+                sparse,
+                marker="o",
+                markersize=4,
+                linestyle="none",
+                fillstyle="none",
+                color=bars.lines[0].get_color(),
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(r"Resolution $(q_{84} - q_{16}) / (2 \cdot \mathrm{median})$")
+    ax.legend(loc="best")
+    return ax
+
+
+def response_2d(
+    e_true: Any,
+    e_pred: Any,
+    *,
+    ax: Axes | None = None,
+    edges: Any = None,
+    response_range: tuple[float, float] = (0.0, 2.5),
+    response_bins: int = 100,
+    median: bool = True,
+    xlabel: str = E_TRUE_LABEL,
+) -> Axes:
+    """2-D histogram of the response against true energy (log x, log colour).
+
+    Parameters
+    ----------
+    e_true, e_pred
+        True and predicted energies (GeV), checked as in
+        `calotools.metrics.binned_response`.
+    edges
+        E_true bin edges; default `calotools.metrics.DEFAULT_RESPONSE_EDGES`.
+    response_range, response_bins
+        The response axis; responses outside go to the (undrawn) flow bins.
+    median
+        Overlay the median response of each E_true bin.
+    """
+    import hist
+
+    ax = plt.gca() if ax is None else ax
+    edges = metrics.DEFAULT_RESPONSE_EDGES if edges is None else np.asarray(edges, float)
+    # binned_response validates the inputs (lengths, NaN, E_true > 0) for both.
+    table = metrics.binned_response(e_true, e_pred, edges, min_count=1)
+    true = np.asarray(e_true, dtype=np.float64)
+    histogram = hist.Hist(
+        hist.axis.Variable(edges, name="e_true", label=xlabel),
+        hist.axis.Regular(response_bins, *response_range, name="response", label=RESPONSE_LABEL),
+    )
+    histogram.fill(e_true=true, response=np.asarray(e_pred, dtype=np.float64) / true)
+    # Empty bins are masked (left blank): a log colour scale has no place for 0.
+    artists = histogram.plot2d(ax=ax, norm=colors.LogNorm(), mask=histogram.values() > 0, flow=None)
+    if artists.cbar is not None:
+        artists.cbar.set_label("Clusters per bin")
+    if median:
+        ax.plot(
+            _bin_centres(table),
+            table["median"],
+            color="red",
+            marker="o",
+            markersize=3,
+            label="Median",
+        )
+        ax.legend(loc="upper right")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(RESPONSE_LABEL)
+    return ax
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def history(
+    history: pd.DataFrame | Mapping[str, Sequence[float]] | Any,
+    *,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Loss and metrics per epoch, training and validation, one panel each.
+
+    Parameters
+    ----------
+    history
+        A Keras ``History`` (its ``.history``), a dict of per-epoch lists or a
+        DataFrame, with keys like ``loss``, ``val_loss``, ``accuracy``,
+        ``val_accuracy``; an ``epoch`` column is used as the x axis if present
+        (else epochs count from 1).
+    axes
+        One axes per quantity (loss first); default: a new figure.
+
+    Returns
+    -------
+    numpy.ndarray
+        The axes, one per quantity.
+    """
+    frame = pd.DataFrame(getattr(history, "history", history))
+    names = [c for c in frame.columns if not str(c).startswith("val_") and c not in _NOT_METRICS]
+    if not names:
+        msg = f"history has no training quantities; its keys are {list(frame.columns)}"
+        raise ValueError(msg)
+    names.sort(key=lambda name: name != "loss")  # loss first, the rest in their order
+    epochs = frame["epoch"].to_numpy() if "epoch" in frame else np.arange(1, len(frame) + 1)
+    grid = _axes_grid(axes, (1, len(names)), (4.5 * len(names), 4)).ravel()
+    for ax, name in zip(grid, names, strict=True):
+        ax.plot(epochs, frame[name], marker="o", markersize=3, label="Training")
+        if f"val_{name}" in frame:
+            ax.plot(epochs, frame[f"val_{name}"], marker="o", markersize=3, label="Validation")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(_METRIC_LABELS.get(name, name))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="best")
+    return grid
