@@ -3,6 +3,8 @@
 The modules, in the order data flows through them:
 
 - `calotools.geometry`: the barrel layers, cells and image window;
+- `calotools.simulation` (with `calotools.showers`): the fast shower
+  simulation, filling the window cells of `calotools.cells`;
 - `calotools.ntuple`: read and write MLTree ``ClusterTree`` ntuples;
 - `calotools.cuts`: selections as expressions on branch names;
 - `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
@@ -22,10 +24,20 @@ try:
 except ImportError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "cuts", "geometry", "metrics", "ntuple", "plotting"]
+__all__ = [
+    "__version__",
+    "cells",
+    "cuts",
+    "geometry",
+    "metrics",
+    "ntuple",
+    "plotting",
+    "showers",
+    "simulation",
+]
 
 if TYPE_CHECKING:
-    from calotools import cuts, geometry, metrics, ntuple, plotting
+    from calotools import cells, cuts, geometry, metrics, ntuple, plotting, showers, simulation
 
 
 def __getattr__(name: str):

@@ -1,0 +1,622 @@
+"""Showers of the fast simulation and how they deposit energy in the barrel.
+
+``physics-spec.md`` section 3. The first half holds pure, vectorised
+parameterisations: GFlash (Grindhammer–Peters) EM showers, the Bock hadronic
+profile, the EM fraction of hadronic showers, the exact cell integral of the
+radial profile and the π0 → γγ decay. The second half maps them onto the
+calorimeter: the depth `Stack` of dead material and layers, the slice-by-slice
+longitudinal deposits of photons and charged pions, and the energy of every
+window cell. `calotools.simulation` drives them batch by batch.
+
+Energies are in GeV, depths in radiation lengths (X0) or nuclear interaction
+lengths (λ) along the particle's path, lateral distances in units of the
+radial scale R of a profile.
+
+Examples
+--------
+A cell integral over the whole plane is one:
+
+>>> import numpy as np
+>>> corners = cell_integral_corners(np.array([[-1e6, 1e6]]), np.array([[-1e6, 1e6]]))
+>>> round(float(np.diff(np.diff(corners[0], axis=0), axis=1)[0, 0]), 6)
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+from scipy.special import gammainc
+
+from calotools import geometry
+
+if TYPE_CHECKING:
+    from calotools.cells import Window
+    from calotools.simulation import SimulationConfig
+
+__all__ = [
+    "CHARGED_PION_MASS_GEV",
+    "CONVERSION_LENGTH_X0",
+    "PI0_MASS_GEV",
+    "BockParameters",
+    "Deposit",
+    "GFlashRadial",
+    "HadronShowers",
+    "Profiles",
+    "Stack",
+    "bock_parameters",
+    "build_stack",
+    "cell_energies",
+    "cell_integral_corners",
+    "charged_pion_showers",
+    "em_fraction_mean",
+    "em_profiles",
+    "gamma_slices",
+    "gflash_longitudinal",
+    "gflash_radial",
+    "nonem_profiles",
+    "photon_showers",
+    "pi0_decay",
+]
+
+#: PDG 2022: m(π0) and m(π±) in GeV.
+PI0_MASS_GEV = 0.1349768
+CHARGED_PION_MASS_GEV = 0.13957039
+
+#: Mean photon conversion depth, 9/7 X0 (pair-production mean free path, PDG
+#: passage-of-particles review; ``physics-spec.md`` section 3a).
+CONVERSION_LENGTH_X0 = 9.0 / 7.0
+
+# GFlash's fits hold above ≈ 1 GeV; softer photons (π0 decays down to tens of
+# MeV) take the parameters of this energy, so that T and α stay physical.
+_GFLASH_FLOOR_GEV = 0.1
+# Sampled α is kept above this so that β = (α − 1)/T does not vanish: a shower
+# with α → 1 would spread its energy over hundreds of X0.
+_GFLASH_MIN_ALPHA = 1.5
+_GFLASH_MIN_T_X0 = 0.3
+_GFLASH_MAX_TAU = 20.0
+# Bock et al. fitted 10–140 GeV pions; below 1 GeV the shape parameter a would
+# turn negative, so the parameters are frozen at 1 GeV.
+_BOCK_FLOOR_GEV = 1.0
+# Longitudinal sub-slices per layer, for the depth dependence of the lateral
+# profiles (GFlash τ, growth of the hadronic radius): a numerical setting.
+_SUBSLICES = {"EMB1": 2, "EMB2": 3, "TileBar1": 2}
+# Truth shares of a cell below this fraction of its layer's energy are set to
+# zero: float32 corner values are not more precise than that, and such cells
+# (≪ 1 keV at 100 GeV) would otherwise carry rounding noise of either sign.
+_TRUTH_FLOOR = 2e-7
+
+
+def gflash_longitudinal(
+    energy: np.ndarray,
+    normal_t: np.ndarray,
+    normal_alpha: np.ndarray,
+    *,
+    critical_energy_gev: float,
+    z_eff: float,
+    sampling_fs: float,
+    sampling_ehat: float,
+    sigma_cap: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-shower depth of maximum T (X0) and shape α of the GFlash profile.
+
+    ``physics-spec.md`` section 3a: correlated log-normal T and α with the
+    homogeneous means plus the sampling-calorimeter corrections. ``normal_t``
+    and ``normal_alpha`` are independent standard normals, one per shower.
+
+    Returns
+    -------
+    t_max, alpha
+        The profile is dE/dt = E Γ(t; α, β) with rate β = (α − 1)/T.
+    """
+    ln_y = np.log(np.maximum(energy, _GFLASH_FLOOR_GEV) / critical_energy_gev)
+    t_mean = ln_y - 0.812 - 0.55 / sampling_fs - 0.69 * (1.0 - sampling_ehat)
+    alpha_mean = 0.81 + (0.458 + 2.26 / z_eff) * ln_y - 0.476 / sampling_fs
+    # σ = 1/(c0 + c1 ln y), capped: the fit's denominator vanishes at low y.
+    sigma_t = 1.0 / np.maximum(-2.5 + 1.25 * ln_y, 1.0 / sigma_cap)
+    sigma_alpha = 1.0 / np.maximum(-0.82 + 0.79 * ln_y, 1.0 / sigma_cap)
+    rho = np.clip(0.784 - 0.023 * ln_y, -1.0, 1.0)
+    ln_t = np.log(np.maximum(t_mean, _GFLASH_MIN_T_X0)) + sigma_t * normal_t
+    ln_alpha = np.log(np.maximum(alpha_mean, _GFLASH_MIN_ALPHA)) + sigma_alpha * (
+        rho * normal_t + np.sqrt(1.0 - rho**2) * normal_alpha
+    )
+    t_max = np.maximum(np.exp(ln_t), _GFLASH_MIN_T_X0)
+    alpha = np.maximum(np.exp(ln_alpha), _GFLASH_MIN_ALPHA)
+    return t_max, alpha
+
+
+class GFlashRadial(NamedTuple):
+    """Two-component radial profile: core radius, tail radius (Molière radii), core weight."""
+
+    r_core: np.ndarray
+    r_tail: np.ndarray
+    p_core: np.ndarray
+
+
+def gflash_radial(
+    tau: np.ndarray,
+    energy: np.ndarray,
+    *,
+    z_eff: float,
+    sampling_fs: float,
+    sampling_ehat: float,
+) -> GFlashRadial:
+    """GFlash radial parameters at shower age τ = t/T (``physics-spec.md`` section 3a).
+
+    f(r) = p·2r Rc²/(r² + Rc²)² + (1 − p)·2r Rt²/(r² + Rt²)², r in Molière radii,
+    with the homogeneous parameterisation and the sampling corrections.
+    """
+    ln_e = np.log(np.maximum(energy, _GFLASH_FLOOR_GEV))
+    # Beyond τ ≈ 20 the fit means nothing and its tail radius overflows; photons
+    # far off axis (soft π0 decays) reach such τ in slices that get no energy.
+    tau = np.clip(tau, 0.0, _GFLASH_MAX_TAU)
+    one_minus_ehat = 1.0 - sampling_ehat
+    r_core = (
+        0.0251
+        + 0.00319 * ln_e
+        + (0.1162 - 0.000381 * z_eff) * tau
+        - 0.0203 * one_minus_ehat
+        + 0.0397 / sampling_fs * np.exp(-tau)
+    )
+    r_tail = (0.659 - 0.00309 * z_eff) * (
+        np.exp(-2.59 * (tau - 0.645)) + np.exp((0.3585 + 0.0412 * ln_e) * (tau - 0.645))
+    ) - (0.14 * one_minus_ehat + 0.495 / sampling_fs * np.exp(-tau))
+    p1 = 2.632 - 0.00094 * z_eff
+    p2 = 0.401 + 0.00187 * z_eff
+    p3 = 1.313 - 0.0686 * ln_e
+    u = (p2 - tau) / p3
+    p_core = p1 * np.exp(u - np.exp(u)) + one_minus_ehat * (
+        0.348 - 0.642 / sampling_fs * np.exp(-((tau - 1.0) ** 2))
+    )
+    # Guards keep the profile a density where the fits are extrapolated.
+    return GFlashRadial(
+        np.maximum(r_core, 0.01), np.maximum(r_tail, 0.05), np.clip(p_core, 0.0, 1.0)
+    )
+
+
+class BockParameters(NamedTuple):
+    """Bock profile dE/dx ∝ w Γ(x/X0; a, b) + (1 − w) Γ(x/λ; a, d)."""
+
+    a: np.ndarray
+    b: float
+    d: np.ndarray
+
+
+def bock_parameters(energy: np.ndarray) -> BockParameters:
+    """Shape a and rates b (per X0), d (per λ) of Bock et al., NIM 186 (1981) 533.
+
+    ``physics-spec.md`` section 3b.3; the X0 term's weight is the shower's EM
+    fraction and the λ term's the rest, instead of Bock's fixed w = 0.4634.
+    """
+    ln_e = np.log(np.maximum(energy, _BOCK_FLOOR_GEV))
+    return BockParameters(a=0.6165 + 0.3183 * ln_e, b=0.2198, d=0.9099 - 0.0237 * ln_e)
+
+
+def em_fraction_mean(energy: np.ndarray, *, k: float, e0_gev: float) -> np.ndarray:
+    """Mean EM fraction of a hadronic shower, 1 − (E/E0)^(k−1), at least 0.
+
+    PDG calorimetry review (Groom); ``physics-spec.md`` section 3b.2.
+    """
+    return np.maximum(1.0 - (np.maximum(energy, 1e-9) / e0_gev) ** (k - 1.0), 0.0)
+
+
+def gamma_slices(
+    shape: np.ndarray, rate: np.ndarray, start: np.ndarray, bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy shares of a gamma-distributed profile between consecutive bounds.
+
+    The profile starts at depth ``start`` and follows Γ(t − start; shape, rate).
+
+    Parameters
+    ----------
+    shape, rate, start
+        (n,) per shower.
+    bounds
+        (n, k + 1) increasing depths of the slice boundaries, same unit as ``start``.
+
+    Returns
+    -------
+    shares
+        (n, k) energy fraction in each slice (differences of `scipy.special.gammainc`).
+    mean_depth
+        (n, k) energy-weighted mean depth in each slice, measured from ``start``
+        (the slice middle where the slice holds no energy).
+    beyond
+        (n,) fraction past the last bound.
+    """
+    local = np.maximum(bounds - start[:, None], 0.0) * rate[:, None]
+    cdf = gammainc(shape[:, None], local)
+    shares = np.diff(cdf, axis=1)
+    # ∫ t Γ(t; a, r) dt = (a/r) P(a + 1, r t): the mean depth within a slice.
+    first_moment = np.diff(gammainc(shape[:, None] + 1.0, local), axis=1)
+    middle = 0.5 * (local[:, 1:] + local[:, :-1])
+    filled = shares > 1e-12
+    ratio = np.divide(first_moment, shares, out=np.zeros_like(shares), where=filled)
+    mean_scaled = np.where(filled, shape[:, None] * ratio, middle)
+    # Rounding can put the ratio a hair outside the slice; keep it inside.
+    mean_scaled = np.clip(mean_scaled, local[:, :-1], local[:, 1:])
+    return shares, mean_scaled / rate[:, None], 1.0 - cdf[:, -1]
+
+
+def cell_integral_corners(
+    u: np.ndarray, v: np.ndarray, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Corner values of the integral of (1/π) R²/(r² + R²)² over [0, u] × [0, v].
+
+    ``physics-spec.md`` section 3a: with coordinates in units of R,
+    G(u, v) = (1/2π)[(u/A) arctan(v/A) + (v/B) arctan(u/B)], A = √(u² + 1),
+    B = √(v² + 1). G is odd in u and in v, so the share of a cell is the
+    alternating sum of its four corners, ``np.diff(np.diff(G, axis=-2), axis=-1)``.
+
+    Parameters
+    ----------
+    u, v
+        (s, nu) and (s, nv) corner coordinates of s profiles, in units of their R.
+    weight
+        (s,) factor applied to each profile's G (its energy); 1 if omitted.
+
+    Returns
+    -------
+    (s, nu, nv) array, ``weight · G`` in the dtype of ``u``. Put the longer axis
+    last: NumPy's inner loops then run over it.
+    """
+    scale = np.full(u.shape[0], 1.0 / (2.0 * math.pi), dtype=u.dtype)
+    if weight is not None:
+        scale = scale * weight.astype(u.dtype)
+    inv_a = 1.0 / np.sqrt(u * u + 1.0)
+    inv_b = 1.0 / np.sqrt(v * v + 1.0)
+    term_u = v[:, None, :] * inv_a[:, :, None]
+    np.arctan(term_u, out=term_u)
+    term_u *= (scale[:, None] * u * inv_a)[:, :, None]
+    term_v = u[:, :, None] * inv_b[:, None, :]
+    np.arctan(term_v, out=term_v)
+    term_v *= (scale[:, None] * v * inv_b)[:, None, :]
+    term_u += term_v
+    return term_u
+
+
+def pi0_decay(
+    energy: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    cos_theta_star: np.ndarray,
+    phi_star: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-body decay π0 → γγ, isotropic in the π0 rest frame.
+
+    E₁,₂ = (E/2)(1 ± β cos θ*) with the exact lab directions (``physics-spec.md``
+    section 3b "π0 decay"). ``energy`` is the π0 total energy.
+
+    Returns
+    -------
+    energy, eta, phi
+        (n, 2) of the two photons; φ is unwrapped to within π of the π0's φ.
+    """
+    gamma = energy / PI0_MASS_GEV
+    beta = np.sqrt(np.maximum(1.0 - 1.0 / gamma**2, 0.0))
+    half_mass = 0.5 * PI0_MASS_GEV
+    sin_theta_star = np.sqrt(np.maximum(1.0 - cos_theta_star**2, 0.0))
+    sign = np.array([1.0, -1.0])
+    # Photon momenta along and across the π0 flight direction (Lorentz boost).
+    p_parallel = gamma[:, None] * half_mass * (sign * cos_theta_star[:, None] + beta[:, None])
+    p_perp = sign * half_mass * sin_theta_star[:, None]
+    energies = gamma[:, None] * half_mass * (1.0 + sign * beta[:, None] * cos_theta_star[:, None])
+
+    theta = 2.0 * np.arctan(np.exp(-eta))
+    direction = np.stack(
+        [np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], axis=-1
+    )
+    # Orthonormal basis across the flight direction: e_theta and e_phi.
+    e_theta = np.stack(
+        [np.cos(theta) * np.cos(phi), np.cos(theta) * np.sin(phi), -np.sin(theta)], axis=-1
+    )
+    e_phi = np.stack([-np.sin(phi), np.cos(phi), np.zeros_like(phi)], axis=-1)
+    across = np.cos(phi_star)[:, None] * e_theta + np.sin(phi_star)[:, None] * e_phi
+    momentum = (
+        p_parallel[..., None] * direction[:, None, :] + p_perp[..., None] * across[:, None, :]
+    )
+    p_t = np.maximum(np.hypot(momentum[..., 0], momentum[..., 1]), 1e-300)
+    photon_eta = np.arcsinh(momentum[..., 2] / p_t)
+    photon_phi = np.arctan2(momentum[..., 1], momentum[..., 0])
+    # Unwrap around the π0 so that window coordinates need no wrapping.
+    photon_phi = phi[:, None] + (np.pi - np.mod(np.pi - (photon_phi - phi[:, None]), 2 * np.pi))
+    return energies, photon_eta, photon_phi
+
+
+# ---------------------------------------------------------------------------
+# The depth stack: dead material and layers along a projective path.
+
+
+class Stack(NamedTuple):
+    """Slices of the barrel in radial order, as depths at η = 0 (they grow as cosh η).
+
+    A layer is cut into a few equal sub-slices (``_SUBSLICES``) so that lateral
+    profiles can follow the shower's depth; the dead material in front and the
+    cryostat are one slice each.
+    """
+
+    x0_bounds: np.ndarray  #: (F + 1,) cumulative X0 at the slice boundaries
+    lambda_bounds: np.ndarray  #: (F + 1,) cumulative λ_I
+    mip_bounds: np.ndarray  #: (F + 1,) cumulative MIP ionisation (GeV)
+    r_inner: np.ndarray  #: (F,) mm
+    r_outer: np.ndarray  #: (F,) mm
+    layer_slices: dict[str, np.ndarray]  #: layer name → indices of its slices
+    front: int  #: slice of the dead material in front of the presampler
+    cryostat: int  #: slice of the cryostat between EMB3 and TileBar0
+
+
+def build_stack(config: SimulationConfig) -> Stack:
+    """The `Stack` of ``physics-spec.md`` section 1 with the dead material of ``config``."""
+    dm_mip = config.dead_material_mip_mev_per_x0 * 1e-3
+    emb3, tile0 = geometry.layer("EMB3"), geometry.layer("TileBar0")
+    # (name, X0, λ, MIP loss in GeV per X0, r_in, r_out), in radial order.
+    front = ("front", config.dead_material_front_x0, config.dead_material_front_lambda)
+    cryostat = ("cryostat", config.cryostat_x0, config.cryostat_lambda)
+    segments = [(*front, dm_mip, 0.0, geometry.LAYERS[0].r_inner_mm)]
+    for lay in geometry.LAYERS:
+        if lay is tile0:
+            segments.append((*cryostat, dm_mip, emb3.r_outer_mm, tile0.r_inner_mm))
+        # Rossi's definition of the critical energy: MIP loss per X0 ≈ Ec [D].
+        mip = lay.medium.critical_energy_mev * 1e-3
+        segments.append((lay.name, lay.depth_x0, lay.depth_lambda, mip, *_radii(lay)))
+    x0, lam, mip_loss, r_in, r_out = [0.0], [0.0], [0.0], [], []
+    layer_slices: dict[str, np.ndarray] = {}
+    for name, seg_x0, seg_lambda, seg_mip, seg_r_in, seg_r_out in segments:
+        n_sub = _SUBSLICES.get(name, 1)
+        layer_slices[name] = np.arange(len(r_in), len(r_in) + n_sub)
+        for k in range(n_sub):
+            x0.append(x0[-1] + seg_x0 / n_sub)
+            lam.append(lam[-1] + seg_lambda / n_sub)
+            mip_loss.append(mip_loss[-1] + seg_mip * seg_x0 / n_sub)
+            r_in.append(seg_r_in + (seg_r_out - seg_r_in) * k / n_sub)
+            r_out.append(seg_r_in + (seg_r_out - seg_r_in) * (k + 1) / n_sub)
+    front_slice, cryostat_slice = (int(layer_slices.pop(n)[0]) for n in ("front", "cryostat"))
+    arrays = (np.array(a) for a in (x0, lam, mip_loss, r_in, r_out))
+    return Stack(*arrays, layer_slices, front_slice, cryostat_slice)
+
+
+def _radii(lay: geometry.Layer) -> tuple[float, float]:
+    return lay.r_inner_mm, lay.r_outer_mm
+
+
+class Deposit(NamedTuple):
+    """Showers of one kind (EM or non-EM), s per event, deposited slice by slice."""
+
+    energy: np.ndarray  #: (N, s) shower energy (GeV)
+    eta: np.ndarray  #: (N, s) shower axis
+    phi: np.ndarray  #: (N, s)
+    slice_energy: np.ndarray  #: (N, s, F) energy in each stack slice
+    slice_depth: np.ndarray  #: (N, s, F) mean depth in the slice from the shower start
+    slice_radius: np.ndarray  #: (N, s, F) radius (mm) at that mean depth
+    beyond: np.ndarray  #: (N, s) energy leaving the back of the stack
+    depth_scale: np.ndarray  #: (N, s) T (X0) that sets the GFlash age τ; 1 for non-EM
+
+
+def _deposit(
+    stack: Stack,
+    bounds0: np.ndarray,
+    energy: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    gamma: tuple[np.ndarray, np.ndarray, np.ndarray],
+    depth_scale: np.ndarray,
+) -> Deposit:
+    """Gamma profiles ``gamma`` = (shape, rate, start), all (N, s), along the stack."""
+    n, s = energy.shape
+    shape, rate, start = (a.reshape(-1) for a in gamma)
+    # Projective cells: every depth along the path grows as cosh η (§1).
+    bounds = np.cosh(eta.reshape(-1))[:, None] * bounds0
+    shares, depth, beyond = gamma_slices(shape, rate, start, bounds)
+    position = (start[:, None] + depth - bounds[:, :-1]) / (bounds[:, 1:] - bounds[:, :-1])
+    radius = stack.r_inner + (stack.r_outer - stack.r_inner) * np.clip(position, 0.0, 1.0)
+    f = len(stack.r_inner)
+    return Deposit(
+        energy,
+        eta,
+        phi,
+        (energy.reshape(-1, 1) * shares).reshape(n, s, f),
+        depth.reshape(n, s, f),
+        radius.reshape(n, s, f),
+        energy * beyond.reshape(n, s),
+        depth_scale,
+    )
+
+
+def photon_showers(
+    config: SimulationConfig,
+    stack: Stack,
+    energy: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    conversion_u: np.ndarray,
+    normals: np.ndarray,
+) -> Deposit:
+    """GFlash showers of (N, s) photons converting after Exp(9/7 X0) (§3a).
+
+    ``conversion_u`` (N, s) are uniforms for the conversion depth and
+    ``normals`` (N, s, 2) the standard normals of ln T and ln α.
+    """
+    emb = geometry.EMB_MEDIUM
+    t_max, alpha = gflash_longitudinal(
+        energy,
+        normals[..., 0],
+        normals[..., 1],
+        critical_energy_gev=emb.critical_energy_mev * 1e-3,
+        z_eff=emb.z_eff,
+        sampling_fs=config.gflash_sampling_fs,
+        sampling_ehat=config.gflash_sampling_ehat,
+        sigma_cap=config.gflash_sigma_cap,
+    )
+    # Depths along the path count the X0 traversed: the conversion depth needs no cosh η.
+    start = -np.log1p(-conversion_u) * CONVERSION_LENGTH_X0
+    gamma = (alpha, (alpha - 1.0) / t_max, start)
+    return _deposit(stack, stack.x0_bounds, energy, eta, phi, gamma, t_max)
+
+
+class HadronShowers(NamedTuple):
+    """A charged pion: MIP track, then the EM and non-EM parts of its shower."""
+
+    em: Deposit
+    nonem: Deposit
+    mip_slices: np.ndarray  #: (N, F) ionisation of the track before the shower starts
+    em_fraction: np.ndarray  #: (N,) f_em of each shower
+    start_lambda: np.ndarray  #: (N,) shower start, λ_I along the path
+
+
+def charged_pion_showers(
+    config: SimulationConfig,
+    stack: Stack,
+    energy: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    interaction_u: np.ndarray,
+    normal: np.ndarray,
+) -> HadronShowers:
+    """π± of total energy ``energy`` (N,): §3b.
+
+    The track ionises (MIP) until it interacts, after Exp(λ_π), or has lost its
+    kinetic energy; whatever it did not ionise, rest mass included, showers from
+    there with a Bock profile: the X0 term carries the EM fraction f_em, the λ
+    term the rest. ``interaction_u`` are uniforms, ``normal`` standard normals
+    for the spread of f_em.
+    """
+    path = np.cosh(eta)
+    interaction = -np.log1p(-interaction_u) * config.pion_interaction_length
+    x_interaction = path * np.interp(interaction / path, stack.lambda_bounds, stack.x0_bounds)
+    kinetic = energy - CHARGED_PION_MASS_GEV
+    x_range = path * np.interp(kinetic / path, stack.mip_bounds, stack.x0_bounds)
+    stopped = (kinetic < path * stack.mip_bounds[-1]) & (x_range < x_interaction)
+    x_start = np.where(stopped, x_range, x_interaction)
+    l_range = path * np.interp(x_range / path, stack.x0_bounds, stack.lambda_bounds)
+    l_start = np.where(stopped, l_range, interaction)
+    bounds = path[:, None] * stack.x0_bounds
+    traversed = np.clip(x_start[:, None], bounds[:, :-1], bounds[:, 1:]) - bounds[:, :-1]
+    mip_slices = traversed * (np.diff(stack.mip_bounds) / np.diff(stack.x0_bounds))
+    shower = np.maximum(energy - mip_slices.sum(axis=1), 0.0)
+    mean_em = em_fraction_mean(shower, k=config.em_fraction_k, e0_gev=config.em_fraction_e0_gev)
+    f_em = np.clip(mean_em + config.em_fraction_spread * normal, 0.0, 1.0)
+    bock = bock_parameters(shower)
+    a, b, d = bock.a[:, None], np.full_like(x_start, bock.b)[:, None], bock.d[:, None]
+    axis = (eta[:, None], phi[:, None])
+    # The EM part's age τ = t/T takes its mean depth a/b as T: it is a sum of
+    # π0 showers spread along the cascade, not one shower with a maximum.
+    em = _deposit(
+        stack, stack.x0_bounds, (f_em * shower)[:, None], *axis, (a, b, x_start[:, None]), a / b
+    )
+    nonem = _deposit(
+        stack,
+        stack.lambda_bounds,
+        ((1.0 - f_em) * shower)[:, None],
+        *axis,
+        (a, d, l_start[:, None]),
+        np.ones_like(a),
+    )
+    return HadronShowers(em, nonem, mip_slices, f_em, l_start)
+
+
+# ---------------------------------------------------------------------------
+# Lateral spread: exact cell integrals on each layer's window grid.
+
+
+class Profiles(NamedTuple):
+    """m lateral profiles (1/π) R²/(r² + R²)² per event in one layer, each (N, m)."""
+
+    eta: np.ndarray  #: centre
+    phi: np.ndarray  #: centre, unwrapped like the window's φ_low
+    scale: np.ndarray  #: converts η or φ offsets (rad) to units of the profile's R
+    weight: np.ndarray  #: energy (GeV)
+
+
+def _corner_coordinates(
+    low: np.ndarray, centre: np.ndarray, scale: np.ndarray, n_cells: int, width: float
+) -> np.ndarray:
+    """(N·m, n_cells + 1) cell-edge offsets from the profile centres, in units of R."""
+    offsets = (low[:, None, None] - centre[:, :, None]) + np.arange(n_cells + 1) * width
+    return (scale[:, :, None] * offsets).astype(np.float32).reshape(-1, n_cells + 1)
+
+
+def cell_energies(
+    layer: geometry.Layer,
+    window: Window,
+    eta_low: np.ndarray,
+    phi_low: np.ndarray,
+    profiles: Profiles,
+    out: np.ndarray,
+) -> np.ndarray:
+    """Energies (N, n_eta, n_phi) of the window cells of ``layer``, written into ``out``.
+
+    Exact cell integrals of each profile (`cell_integral_corners` on the window's
+    corner grid, float32), summed over profiles in a fixed order per event so
+    that the result does not depend on how events are grouped, then turned into
+    cells by alternating corner sums in float64: the cells' sum telescopes to
+    the window's integral. Cells below ``_TRUTH_FLOOR`` of the layer's energy
+    are float32 rounding noise and set to zero.
+    """
+    n_eta, n_phi = window.shape(layer.name)
+    n, m = profiles.weight.shape
+    u = _corner_coordinates(eta_low, profiles.eta, profiles.scale, n_eta, layer.deta)
+    v = _corner_coordinates(phi_low, profiles.phi, profiles.scale, n_phi, layer.dphi)
+    # The longer axis goes last, where NumPy's inner loops run (G is symmetric).
+    swap = n_eta > n_phi
+    weight = profiles.weight.reshape(-1)
+    g = cell_integral_corners(v, u, weight) if swap else cell_integral_corners(u, v, weight)
+    g = g.reshape(n, m, *g.shape[1:])
+    corners = g[:, 0].astype(np.float64)
+    for j in range(1, m):
+        corners += g[:, j]
+    along_first = corners[:, 1:] - corners[:, :-1]
+    cells = out.transpose(0, 2, 1) if swap else out
+    np.subtract(along_first[:, :, 1:], along_first[:, :, :-1], out=cells)
+    floor = _TRUTH_FLOOR * profiles.weight.sum(axis=1)
+    out[np.abs(out) < floor[:, None, None]] = 0.0
+    return out
+
+
+def em_profiles(
+    config: SimulationConfig, stack: Stack, deposit: Deposit, layer: geometry.Layer
+) -> Profiles:
+    """GFlash core and tail profiles of the EM deposit's slices in ``layer`` (§3a).
+
+    R in Molière radii of the layer's medium, at the shower age τ of each
+    slice's energy-weighted mean depth.
+    """
+    idx = stack.layer_slices[layer.name]
+    medium = layer.medium
+    energy = deposit.slice_energy[:, :, idx]
+    radial = gflash_radial(
+        deposit.slice_depth[:, :, idx] / deposit.depth_scale[:, :, None],
+        deposit.energy[:, :, None],
+        z_eff=medium.z_eff,
+        sampling_fs=config.gflash_sampling_fs,
+        sampling_ehat=config.gflash_sampling_ehat,
+    )
+    # Projective cells: at radius r, offsets Δη and Δφ are r·Δη and r·Δφ across the axis.
+    per_moliere = deposit.slice_radius[:, :, idx] / (10.0 * medium.moliere_cm)
+    scale = np.stack([per_moliere / radial.r_core, per_moliere / radial.r_tail], axis=-1)
+    weight = np.stack([energy * radial.p_core, energy * (1.0 - radial.p_core)], axis=-1)
+    return _profiles(deposit, scale, weight)
+
+
+def nonem_profiles(
+    config: SimulationConfig, stack: Stack, deposit: Deposit, layer: geometry.Layer
+) -> Profiles:
+    """Profiles of the non-EM deposit's slices in ``layer``: R_h growing with depth (§3b.5)."""
+    idx = stack.layer_slices[layer.name]
+    depth = deposit.slice_depth[:, :, idx] / config.hadronic_radius_growth_lambda
+    growth = 1.0 + (config.hadronic_radius_growth - 1.0) * np.minimum(depth, 1.0)
+    r_h_mm = config.hadronic_radius_lambda * config.hadronic_lambda_eff_cm * 10.0 * growth
+    scale = deposit.slice_radius[:, :, idx] / r_h_mm
+    return _profiles(deposit, scale, deposit.slice_energy[:, :, idx])
+
+
+def _profiles(deposit: Deposit, scale: np.ndarray, weight: np.ndarray) -> Profiles:
+    """Flatten (N, s, slices, ...) profile parameters to (N, m)."""
+    n = scale.shape[0]
+    extra = (None,) * (scale.ndim - 2)
+    centre = [
+        np.broadcast_to(c[(..., *extra)], scale.shape).reshape(n, -1)
+        for c in (deposit.eta, deposit.phi)
+    ]
+    return Profiles(*centre, scale.reshape(n, -1), weight.reshape(n, -1))
