@@ -8,7 +8,9 @@ The modules, in the order data flows through them:
 - `calotools.ntuple`: read and write MLTree ``ClusterTree`` ntuples;
 - `calotools.cuts`: selections as expressions on branch names;
 - `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
-- `calotools.plotting`: ATLAS-style figures of all of the above.
+- `calotools.plotting`: ATLAS-style figures of all of the above;
+- `calotools.interpret`: what a network learned (activation, correlation maps);
+- `calotools.widgets`: ipywidgets explorers over the pure functions above.
 
 Submodules are imported on first use, so ``import calotools`` stays fast and
 does not pull in TensorFlow.
@@ -29,15 +31,28 @@ __all__ = [
     "cells",
     "cuts",
     "geometry",
+    "interpret",
     "metrics",
     "ntuple",
     "plotting",
     "showers",
     "simulation",
+    "widgets",
 ]
 
 if TYPE_CHECKING:
-    from calotools import cells, cuts, geometry, metrics, ntuple, plotting, showers, simulation
+    from calotools import (
+        cells,
+        cuts,
+        geometry,
+        interpret,
+        metrics,
+        ntuple,
+        plotting,
+        showers,
+        simulation,
+        widgets,
+    )
 
 
 def __getattr__(name: str):
