@@ -5,6 +5,9 @@ The modules, in the order data flows through them:
 - `calotools.geometry`: the barrel layers, cells and image window;
 - `calotools.simulation` (with `calotools.showers`): the fast shower
   simulation, filling the window cells of `calotools.cells`;
+- `calotools.clustering`, `calotools.moments`, `calotools.images`: ATLAS 4-2-0
+  topo-clustering, cluster moments and the MLTree layer images;
+- `calotools.calibration`: the LCW-style classification and calibration;
 - `calotools.ntuple`: read and write MLTree ``ClusterTree`` ntuples;
 - `calotools.cuts`: selections as expressions on branch names;
 - `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
@@ -28,11 +31,15 @@ except ImportError:  # running from a source tree that was never installed
 
 __all__ = [
     "__version__",
+    "calibration",
     "cells",
+    "clustering",
     "cuts",
     "geometry",
+    "images",
     "interpret",
     "metrics",
+    "moments",
     "ntuple",
     "plotting",
     "showers",
@@ -42,11 +49,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from calotools import (
+        calibration,
         cells,
+        clustering,
         cuts,
         geometry,
+        images,
         interpret,
         metrics,
+        moments,
         ntuple,
         plotting,
         showers,
