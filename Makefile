@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: $(SETUP)
-	$(PY) -m calotools demo --out outputs/demo
+	$(PY) -m calotools demo --data data
 
 test: $(SETUP)
 	$(PY) -m pytest

@@ -7,7 +7,14 @@ drawing one float32 standard normal per window cell of every event, the
 irreducible cost of noise: the ratio says how much the physics costs on top.
 Target (simulation issue, part 1): ≥ 2,000 events/s on a 2-core machine.
 
+Then the whole production chain, cells → topo-clusters → moments and images →
+LCW → ntuple file (`calotools.samples.make_sample`), in events/s for π0 and
+π±, against the same baseline. Target (part 2): ≥ 1,000 events/s.
+``--memory N`` also writes an N-event π± file in a subprocess and prints its
+peak resident memory (target: under 2 GB for 1M events).
+
     python benchmarks/simulation.py [--n 20000] [--batch-size 1024] [--profile]
+                                    [--memory 1000000]
 """
 
 from __future__ import annotations
@@ -15,10 +22,16 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+from calotools import samples
 from calotools.cells import Window
 from calotools.simulation import SimulationConfig, simulate
 
@@ -38,10 +51,35 @@ def noise_only(n_events: int, batch_size: int, seed: int) -> int:
     return drawn
 
 
-def timed(function, *args) -> float:
+def timed(function, *args, **kwargs) -> float:
     start = time.perf_counter()
-    function(*args)
+    function(*args, **kwargs)
     return time.perf_counter() - start
+
+
+def produce(sample: str, n_events: int, folder: Path, lcw: Path) -> None:
+    """The end-to-end chain of `calotools simulate`: file, LCW and sidecar."""
+    samples.make_sample(
+        sample,
+        folder / f"{sample}.root",
+        n_events=n_events,
+        seed=2,
+        lcw=lcw,
+        progress=False,
+        log=lambda _: None,
+    )
+
+
+def peak_memory_gb(n_events: int, folder: Path, lcw: Path) -> float:
+    """Peak RSS of a fresh process writing an ``n_events`` π± file."""
+    code = (
+        "import sys; from pathlib import Path; from calotools import samples; "
+        "samples.make_sample('pipm', Path(sys.argv[1]), n_events=int(sys.argv[2]), "
+        "lcw=sys.argv[3], progress=False, log=lambda _: None)"
+    )
+    out = folder / "memory.root"
+    subprocess.run([sys.executable, "-c", code, str(out), str(n_events), str(lcw)], check=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
 
 
 def main() -> None:
@@ -49,6 +87,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000, help="events per particle")
     parser.add_argument("--batch-size", type=int, default=1024, help="events per batch")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each run")
+    parser.add_argument("--chain-n", type=int, default=5_000, help="events per end-to-end row")
+    parser.add_argument("--memory", type=int, default=0, help="events for the peak-memory run")
     args = parser.parse_args()
 
     baseline = timed(noise_only, args.n, args.batch_size, 1)
@@ -70,6 +110,24 @@ def main() -> None:
     print(f"{'':24s} {'seconds':>9s} {'events/s':>10s} {'× baseline':>11s}")
     for name, seconds in rows:
         print(f"{name:24s} {seconds:9.2f} {args.n / seconds:10.0f} {seconds / baseline:11.1f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        lcw = samples.make_lcw_tables(
+            folder / "lcw.npz", n_events=2_000, progress=False, log=lambda _: None
+        )
+        chain_baseline = baseline * args.chain_n / args.n
+        print(f"\nend to end (cells → clusters → LCW → ntuple), {args.chain_n} events per row")
+        print(f"{'':24s} {'seconds':>9s} {'events/s':>10s} {'× baseline':>11s}")
+        for sample in ("pi0", "pipm"):
+            seconds = timed(produce, sample, args.chain_n, folder, lcw)
+            print(
+                f"{'chain ' + sample:24s} {seconds:9.2f} {args.chain_n / seconds:10.0f} "
+                f"{seconds / chain_baseline:11.1f}"
+            )
+        if args.memory:
+            gigabytes = peak_memory_gb(args.memory, folder, lcw)
+            print(f"\npeak resident memory writing {args.memory} π± events: {gigabytes:.2f} GB")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The ``calotools`` command line.
 
-``calotools info FILE...`` summarises cluster ntuples; later subcommands make
-the default data set, train models and run the study.
+``calotools simulate`` makes simulated samples and the default data set,
+``calotools info FILE...`` summarises cluster ntuples and ``calotools demo``
+runs the study.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
@@ -34,15 +34,40 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from calotools import ntuple
-    from calotools.testing import random_clusters
+def _simulate(args: argparse.Namespace) -> int:
+    from calotools import samples
 
-    # Until the simulation lands, the demo exercises the ntuple round trip on
-    # synthetic clusters (random numbers with the schema's shapes, not physics).
-    path = ntuple.write_clusters(Path(args.out) / "example.root", random_clusters(args.n))
-    print(f"wrote {args.n} synthetic clusters to {path}")
-    return _info(argparse.Namespace(files=[str(path)], cut=None, entry_stop=None))
+    if args.default is not None:
+        data = samples.make_default(args.default, n_events=args.n, seed=args.seed)
+        print(f"default data set in {data.folder}")
+        return 0
+    if args.sample is None or args.out is None:
+        print(
+            "calotools simulate: error: give --sample and --out, or --default DIR", file=sys.stderr
+        )
+        return 2
+    samples.make_sample(
+        args.sample,
+        args.out,
+        n_events=args.n or samples.DEFAULT_EVENTS["quick" if samples.quick_mode() else "full"],
+        seed=args.seed,
+        lcw=args.lcw,
+        simulation={"e_min": args.e_min, "e_max": args.e_max},
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from calotools import samples
+
+    data = samples.make_default(args.data)
+    return _info(
+        argparse.Namespace(
+            files=[str(data.pi0), str(data.pipm)],
+            cut="abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2",
+            entry_stop=None,
+        )
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,9 +86,29 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--entry-stop", type=int, help="read at most this many entries")
     info.set_defaults(run=_info)
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate a sample (or the default data set) into MLTree ntuples",
+        description="Simulate single particles in the ATLAS-like barrel, topo-cluster them, "
+        "apply the LCW-style calibration and write ClusterTree files with JSON sidecars. "
+        "Set CALOTOOLS_QUICK=1 for small samples.",
+    )
+    simulate.add_argument("--sample", choices=["pi0", "pipm", "gamma"], help="particle gun")
+    simulate.add_argument("--n", type=int, help="number of events (default: 100000; quick: 4000)")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument("--out", help="output ROOT file")
+    simulate.add_argument("--lcw", help="LCW tables to apply (from --default DIR/lcw_tables.npz)")
+    simulate.add_argument("--e-min", type=float, default=0.2, help="lowest energy, GeV")
+    simulate.add_argument("--e-max", type=float, default=2000.0, help="highest energy, GeV")
+    simulate.add_argument(
+        "--default",
+        metavar="DIR",
+        help="make the default data set in DIR: LCW tables, pi0.root, pipm.root",
+    )
+    simulate.set_defaults(run=_simulate)
+
     demo = commands.add_parser("demo", help="run the study end to end")
-    demo.add_argument("--out", default="outputs/demo", help="folder for the results")
-    demo.add_argument("--n", type=int, default=2000, help="number of clusters")
+    demo.add_argument("--data", default="data", help="folder of the default data set")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -47,7 +47,13 @@ import pandas as pd
 from calotools import geometry
 from calotools.clustering import TopoClusters, _template
 
-__all__ = ["DEAD_MATERIAL_NEIGHBOURS", "MOMENT_NAMES", "cluster_moments"]
+__all__ = [
+    "DEAD_MATERIAL_NEIGHBOURS",
+    "MOMENT_NAMES",
+    "cell_truth",
+    "cell_volumes",
+    "cluster_moments",
+]
 
 #: Moments returned by `cluster_moments`, without the ``cluster_`` prefix.
 MOMENT_NAMES = (
@@ -235,7 +241,7 @@ def _shape_moments(clusters: TopoClusters, links: _Links) -> dict[str, np.ndarra
     moments = {
         "CENTER_MAG": centre_mag,
         "CENTER_LAMBDA": _center_lambda(centre, axis),
-        "FIRST_ENG_DENS": _divide(total(e2 / _cell_volumes(clusters)), norm),
+        "FIRST_ENG_DENS": _divide(total(e2 / cell_volumes(clusters)), norm),
         "SECOND_R": _divide(total(ep * r2), norm),
         "SECOND_LAMBDA": _divide(total(ep * lam**2), norm),
         "LATERAL": _divide(lateral, lateral + lateral_floor),
@@ -253,7 +259,7 @@ def _shape_moments(clusters: TopoClusters, links: _Links) -> dict[str, np.ndarra
     return moments
 
 
-def _cell_volumes(clusters: TopoClusters) -> np.ndarray:
+def cell_volumes(clusters: TopoClusters) -> np.ndarray:
     """Volume of each linked cell (mm³), ``geometry.cell_volume``."""
     cells = clusters.cells
     half_deta = np.array([0.5 * lay.deta for lay in geometry.LAYERS])[cells.layer]
@@ -346,6 +352,11 @@ def _isolation(clusters: TopoClusters, links: _Links, e: np.ndarray) -> np.ndarr
 
 
 # ---------------------------------------------------------------------- truth
+
+
+def cell_truth(clusters: TopoClusters) -> np.ndarray:
+    """Calibration-hit energy of every cell link of ``clusters`` (unweighted, GeV)."""
+    return _gather_truth(clusters, clusters.cells.cell, clusters.cells.layer)
 
 
 def _gather_truth(clusters: TopoClusters, cells: np.ndarray, layer: np.ndarray) -> np.ndarray:

@@ -1,0 +1,93 @@
+"""From simulated cells to what an ATLAS analysis sees: one call per batch.
+
+`reconstruct` runs the topo-clustering, the moments and the MLTree images on a
+`calotools.cells.CellBatch` and returns the clusters as ntuple rows
+(`calotools.ntuple.Clusters`, schema names) together with the cell table that
+the LCW calibration fits and applies (`calotools.calibration.CELL_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from calotools import geometry
+from calotools.cells import CellBatch
+from calotools.clustering import ClusteringConfig, topo_cluster
+from calotools.images import cluster_images
+from calotools.moments import cell_truth, cell_volumes, cluster_moments
+from calotools.ntuple import Clusters
+
+__all__ = ["Reconstructed", "reconstruct"]
+
+_SAMPLING = np.array([lay.sampling for lay in geometry.LAYERS])
+_MASS_GEV = {111: 0.1349768, 211: 0.13957039, -211: 0.13957039, 22: 0.0}  # PDG 2024
+
+
+@dataclass
+class Reconstructed:
+    """The clusters of a batch, ready to write, and their cells for the LCW calibration."""
+
+    clusters: Clusters
+    cells: pd.DataFrame
+
+
+def _truth_columns(batch: CellBatch, event: np.ndarray) -> dict[str, np.ndarray]:
+    energy = batch.truth_e[event]
+    mass = np.vectorize(_MASS_GEV.get, otypes=[float])(batch.truth_pdg[event])
+    momentum = np.sqrt(np.maximum(energy**2 - mass**2, 0.0))
+    eta = batch.truth_eta[event]
+    return {
+        "truthE": energy,
+        "truthPt": momentum / np.cosh(eta),
+        "truthEta": eta,
+        "truthPhi": batch.truth_phi[event],
+        "truthPDG": batch.truth_pdg[event],
+    }
+
+
+def reconstruct(batch: CellBatch, config: ClusteringConfig | None = None) -> Reconstructed:
+    """Cluster ``batch`` and compute everything the ntuple and the LCW need.
+
+    Parameters
+    ----------
+    batch
+        Simulated events.
+    config
+        Topo-clustering settings (ATLAS 4-2-0 by default).
+
+    Returns
+    -------
+    Reconstructed
+        ``clusters``: one row per topo-cluster with the kinematics, moments,
+        truth moments and generated particle, and the six layer images;
+        ``cells``: one row per (cluster, cell) link with the columns of
+        `calotools.calibration.CELL_COLUMNS` and the cell truth ``calib``.
+    """
+    topo = topo_cluster(batch, config)
+    table = topo.table
+    event = table["event"].to_numpy()
+    scalars = pd.concat(
+        [
+            table.drop(columns="event"),
+            cluster_moments(topo),
+            pd.DataFrame(_truth_columns(batch, event)),
+        ],
+        axis=1,
+    )
+    links = topo.cells
+    noise = np.array([batch.layers[lay.name].noise_sigma for lay in geometry.LAYERS])
+    cells = pd.DataFrame(
+        {
+            "cluster": links.cluster,
+            "sampling": _SAMPLING[links.layer],
+            "energy": links.energy,
+            "weight": links.weight,
+            "volume_mm3": cell_volumes(topo),
+            "noise_sigma": noise[links.layer] * topo.config.noise_scale,
+            "calib": cell_truth(topo),
+        }
+    )
+    return Reconstructed(Clusters(scalars, cluster_images(topo)), cells)

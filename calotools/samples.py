@@ -1,0 +1,354 @@
+"""Making simulated samples: cells → clusters → LCW → ntuple files, with sidecars.
+
+A sample is a file of topo-clusters in the MLTree format made from a
+single-particle gun: ``pi0``, ``pipm`` (half π+, half π−) or ``gamma``. Each
+file gets a JSON sidecar (``pi0.root`` → ``pi0.json``) with the configuration
+and the calotools version that made it. Files are written batch by batch, so
+memory stays flat however many events are asked for, under a temporary name,
+so an interrupted run leaves complete files or none; the sidecar is written
+last. Asking again for a file whose sidecar has the same configuration reuses
+it.
+
+`make_default` makes the default data set of the notebooks: LCW tables fitted
+on an independent calibration sample, then ``pi0.root`` and ``pipm.root``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from calotools.calibration import LCWCalibration
+from calotools.clustering import ClusteringConfig
+from calotools.ntuple import Clusters, ClusterWriter
+from calotools.reconstruction import reconstruct
+from calotools.simulation import SimulationConfig, simulate_batch
+
+__all__ = [
+    "CALIBRATION_SEED_OFFSET",
+    "DEFAULT_EVENTS",
+    "SAMPLES",
+    "DefaultDataSet",
+    "make_default",
+    "make_lcw_tables",
+    "make_sample",
+    "quick_mode",
+    "sample_configs",
+]
+
+#: The particles of each sample. ``pipm`` mixes both charges in equal numbers.
+SAMPLES: Mapping[str, tuple[str, ...]] = {
+    "pi0": ("pi0",),
+    "pipm": ("pi+", "pi-"),
+    "gamma": ("gamma",),
+}
+
+#: Events per sample of the default data set, in full and in quick mode.
+DEFAULT_EVENTS = {"full": 100_000, "quick": 4_000}
+#: Events per sample of the LCW calibration sample.
+CALIBRATION_EVENTS = {"full": 30_000, "quick": 4_000}
+#: The calibration sample is simulated with ``seed + CALIBRATION_SEED_OFFSET``
+#: so that it is independent of the samples it calibrates (physics-spec.md §5).
+CALIBRATION_SEED_OFFSET = 10_000
+
+LCW_TABLES = "lcw_tables.npz"
+
+
+def quick_mode() -> bool:
+    """Whether ``CALOTOOLS_QUICK`` asks for the quick mode (small data, few epochs)."""
+    return os.environ.get("CALOTOOLS_QUICK", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def sample_configs(
+    sample: str, n_events: int, *, seed: int = 0, **simulation: Any
+) -> list[SimulationConfig]:
+    """The simulation configurations of ``sample``: one per particle.
+
+    The ``pipm`` sample has ⌈n/2⌉ π+ and ⌊n/2⌋ π− events; their random
+    streams differ by particle, so one seed serves both.
+    """
+    if sample not in SAMPLES:
+        msg = f"unknown sample {sample!r}; the samples are: {', '.join(SAMPLES)}"
+        raise ValueError(msg)
+    particles = SAMPLES[sample]
+    counts = [
+        n_events // len(particles) + (i < n_events % len(particles)) for i in range(len(particles))
+    ]
+    return [
+        SimulationConfig(particle=particle, n_events=count, seed=seed, **simulation)
+        for particle, count in zip(particles, counts, strict=True)
+        if count > 0
+    ]
+
+
+def _batches(configs: Sequence[SimulationConfig]) -> Iterator[tuple[int, Any]]:
+    """(particle index, batch) in alternation, so every chunk of a file mixes the particles."""
+    starts = [0] * len(configs)
+    while any(start < config.n_events for start, config in zip(starts, configs, strict=True)):
+        for index, config in enumerate(configs):
+            if starts[index] < config.n_events:
+                stop = min(starts[index] + config.batch_size, config.n_events)
+                yield index, simulate_batch(config, starts[index], stop)
+                starts[index] = stop
+
+
+def _reconstructed(
+    configs: Sequence[SimulationConfig], clustering: ClusteringConfig, progress: bool, label: str
+) -> Iterator[tuple[Clusters, pd.DataFrame]]:
+    from tqdm.auto import tqdm
+
+    total = sum(config.n_events for config in configs)
+    with tqdm(total=total, desc=label, unit="event", disable=not progress, mininterval=1) as bar:
+        for index, batch in _batches(configs):
+            result = reconstruct(batch, clustering)
+            # Event numbers unique across the particles of a mixed sample.
+            event_numbers = result.clusters.scalars["eventNumber"].to_numpy()
+            result.clusters.scalars["eventNumber"] = event_numbers * len(configs) + index
+            bar.update(len(batch))
+            yield result.clusters, result.cells
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _write_json(path: Path, content: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _reusable(path: Path, configuration: Mapping[str, Any]) -> bool:
+    sidecar = _sidecar(path)
+    if not (path.exists() and sidecar.exists()):
+        return False
+    try:
+        return json.loads(sidecar.read_text()).get("configuration") == _jsonable(configuration)
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _describe(path: Path, configuration: Mapping[str, Any], **facts: Any) -> None:
+    from calotools import __version__
+
+    _write_json(
+        _sidecar(path),
+        {
+            "configuration": _jsonable(configuration),
+            "calotools_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **facts,
+        },
+    )
+
+
+def _with_lcw(clusters: Clusters, cells: pd.DataFrame, lcw: LCWCalibration | None) -> Clusters:
+    if lcw is not None:
+        calibrated = lcw.apply(clusters.scalars, cells)
+        for column in calibrated.columns:
+            clusters.scalars[column] = calibrated[column].to_numpy()
+    return clusters
+
+
+def make_sample(
+    sample: str,
+    path: str | os.PathLike,
+    *,
+    n_events: int,
+    seed: int = 0,
+    lcw: str | os.PathLike | None = None,
+    clustering: ClusteringConfig | None = None,
+    simulation: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Simulate, reconstruct, calibrate and write one sample.
+
+    Parameters
+    ----------
+    sample
+        ``"pi0"``, ``"pipm"`` or ``"gamma"``.
+    path
+        Output ROOT file; its sidecar is ``path`` with the suffix ``.json``.
+    n_events
+        Number of generated particles (each gives zero or more clusters).
+    seed
+        Seed of the simulation.
+    lcw
+        LCW tables (`calotools.calibration.LCWCalibration.save`) to fill the
+        ``cluster_EM_PROBABILITY`` … ``cluster_E_LCCalib`` branches; without
+        them those branches are left out.
+    clustering
+        Topo-clustering settings (default: ATLAS 4-2-0).
+    simulation
+        Further `calotools.simulation.SimulationConfig` fields, e.g.
+        ``{"e_min": 1.0, "noise_scale": 2.0}``.
+    progress
+        Show a progress bar.
+    log
+        Where to say what is done.
+    """
+    path = Path(path)
+    clustering = clustering or ClusteringConfig()
+    configs = sample_configs(sample, n_events, seed=seed, **dict(simulation or {}))
+    lcw_path = Path(lcw) if lcw is not None else None
+    configuration = {
+        "sample": sample,
+        "n_events": n_events,
+        "simulation": [config.to_dict() for config in configs],
+        "clustering": clustering.to_dict(),
+        "lcw_sha256": _sha256(lcw_path) if lcw_path else None,
+    }
+    if _reusable(path, configuration):
+        log(f"{path}: reusing (made with the same configuration)")
+        return path
+    calibration = LCWCalibration.load(lcw_path) if lcw_path else None
+    n_clusters = 0
+    with ClusterWriter(path) as writer:
+        for clusters, cells in _reconstructed(configs, clustering, progress, path.name):
+            writer.write(_with_lcw(clusters, cells, calibration))
+            n_clusters += len(clusters)
+    _describe(
+        path, configuration, n_clusters=n_clusters, lcw_tables=str(lcw_path) if lcw_path else None
+    )
+    log(f"{path}: {n_events} events, {n_clusters} clusters")
+    return path
+
+
+def _calibration_inputs(
+    sample: str, n_events: int, seed: int, clustering: ClusteringConfig, progress: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clusters and cells of a calibration sample, cluster rows numbered across batches."""
+    cluster_parts, cell_parts, offset = [], [], 0
+    configs = sample_configs(sample, n_events, seed=seed)
+    for clusters, cells in _reconstructed(configs, clustering, progress, f"LCW {sample}"):
+        cell_parts.append(cells.assign(cluster=cells["cluster"].to_numpy() + offset))
+        cluster_parts.append(clusters.scalars)
+        offset += len(clusters)
+    return (
+        pd.concat(cluster_parts, ignore_index=True),
+        pd.concat(cell_parts, ignore_index=True),
+    )
+
+
+def make_lcw_tables(
+    path: str | os.PathLike,
+    *,
+    n_events: int,
+    seed: int = 0,
+    clustering: ClusteringConfig | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Fit the LCW tables on independent π0 and π± calibration samples and save them."""
+    path = Path(path)
+    clustering = clustering or ClusteringConfig()
+    calibration_seed = seed + CALIBRATION_SEED_OFFSET
+    configuration = {
+        "n_events": n_events,
+        "seed": calibration_seed,
+        "simulation": [
+            config.to_dict()
+            for sample in ("pi0", "pipm")
+            for config in sample_configs(sample, n_events, seed=calibration_seed)
+        ],
+        "clustering": clustering.to_dict(),
+    }
+    if _reusable(path, configuration):
+        log(f"{path}: reusing (made with the same configuration)")
+        return path
+    inputs = {
+        sample: _calibration_inputs(sample, n_events, calibration_seed, clustering, progress)
+        for sample in ("pi0", "pipm")
+    }
+    LCWCalibration.fit(pi0=inputs["pi0"], pipm=inputs["pipm"]).save(path)
+    _describe(path, configuration)
+    log(f"{path}: LCW tables from {n_events} π0 and {n_events} π± calibration events")
+    return path
+
+
+@dataclass(frozen=True)
+class DefaultDataSet:
+    """Where the default data set lives."""
+
+    folder: Path
+
+    @property
+    def pi0(self) -> Path:
+        return self.folder / "pi0.root"
+
+    @property
+    def pipm(self) -> Path:
+        return self.folder / "pipm.root"
+
+    @property
+    def lcw_tables(self) -> Path:
+        return self.folder / LCW_TABLES
+
+
+def make_default(
+    folder: str | os.PathLike = "data",
+    *,
+    n_events: int | None = None,
+    n_calibration: int | None = None,
+    seed: int = 0,
+    quick: bool | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> DefaultDataSet:
+    """Make (or reuse) the default data set: LCW tables, ``pi0.root``, ``pipm.root``.
+
+    Parameters
+    ----------
+    folder
+        Where to write.
+    n_events, n_calibration
+        Events per sample and per calibration sample; default from
+        `DEFAULT_EVENTS` and `CALIBRATION_EVENTS`, smaller in quick mode.
+    seed
+        Seed of the samples; the calibration sample uses
+        ``seed + CALIBRATION_SEED_OFFSET``.
+    quick
+        Quick mode; default: the ``CALOTOOLS_QUICK`` environment variable.
+    """
+    mode = "quick" if (quick_mode() if quick is None else quick) else "full"
+    data = DefaultDataSet(Path(folder))
+    data.folder.mkdir(parents=True, exist_ok=True)
+    make_lcw_tables(
+        data.lcw_tables,
+        n_events=n_calibration or CALIBRATION_EVENTS[mode],
+        seed=seed,
+        progress=progress,
+        log=log,
+    )
+    for sample, path in (("pi0", data.pi0), ("pipm", data.pipm)):
+        make_sample(
+            sample,
+            path,
+            n_events=n_events or DEFAULT_EVENTS[mode],
+            seed=seed,
+            lcw=data.lcw_tables,
+            progress=progress,
+            log=log,
+        )
+    return data
