@@ -8,6 +8,8 @@ The modules, in the order data flows through them:
 - `calotools.clustering`, `calotools.moments`, `calotools.images`: ATLAS 4-2-0
   topo-clustering, cluster moments and the MLTree layer images;
 - `calotools.calibration`: the LCW-style classification and calibration;
+- `calotools.reconstruction`, `calotools.samples`: cells → clusters → LCW →
+  ntuple files, and the default data set (``calotools simulate``);
 - `calotools.ntuple`: read and write MLTree ``ClusterTree`` ntuples;
 - `calotools.cuts`: selections as expressions on branch names;
 - `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
@@ -42,6 +44,8 @@ __all__ = [
     "moments",
     "ntuple",
     "plotting",
+    "reconstruction",
+    "samples",
     "showers",
     "simulation",
     "widgets",
@@ -60,6 +64,8 @@ if TYPE_CHECKING:
         moments,
         ntuple,
         plotting,
+        reconstruction,
+        samples,
         showers,
         simulation,
         widgets,
