@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: $(SETUP)
-	$(PY) -m calotools demo --data data
+	$(PY) -m calotools demo
 
 test: $(SETUP)
 	$(PY) -m pytest

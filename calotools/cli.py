@@ -108,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.set_defaults(run=_simulate)
 
     demo = commands.add_parser("demo", help="run the study end to end")
-    demo.add_argument("--data", default="data", help="folder of the default data set")
+    demo.add_argument(
+        "--data", help="folder of the default data set (default: data/, quick mode data/quick/)"
+    )
     demo.set_defaults(run=_demo)
     return parser
 

@@ -20,7 +20,9 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import matplotlib.pyplot as plt
@@ -37,6 +39,7 @@ __all__ = [
     "cluster_images",
     "confusion_matrix",
     "cutoff_scan",
+    "distributions",
     "history",
     "mean_images",
     "rejection",
@@ -44,6 +47,7 @@ __all__ = [
     "response",
     "response_2d",
     "roc",
+    "save",
     "style",
     "use_style",
 ]
@@ -638,6 +642,84 @@ def response_2d(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(RESPONSE_LABEL)
     return ax
+
+
+# ---------------------------------------------------------------------------- distributions
+
+
+def distributions(
+    values: Mapping[str, Any],
+    *,
+    ax: Axes | None = None,
+    bins: int | Sequence[float] = 50,
+    value_range: tuple[float, float] | None = None,
+    log_x: bool = False,
+    density: bool = True,
+    xlabel: str = "",
+) -> Axes:
+    """Histograms of one variable for several samples (e.g. π0 and π±) on one axes.
+
+    Parameters
+    ----------
+    values
+        Label → values. Non-finite values are left out (and counted in the legend).
+    bins, value_range
+        Number of bins and their range (default: the 0.5–99.5 % quantiles of
+        all values), or explicit bin edges.
+    log_x
+        Log-spaced bins and a log x axis (values must be positive).
+    density
+        Normalise each histogram to unit sum (fraction of clusters per bin),
+        to compare shapes; per bin rather than per unit, so log bins read right.
+    xlabel
+        The variable, with its unit.
+    """
+    import hist
+
+    ax = plt.gca() if ax is None else ax
+    arrays = {label: np.asarray(v, dtype=np.float64).ravel() for label, v in values.items()}
+    finite = {
+        label: v[np.isfinite(v) & ((v > 0) if log_x else True)] for label, v in arrays.items()
+    }
+    if isinstance(bins, int):
+        pooled = np.concatenate(list(finite.values()))
+        if pooled.size == 0:
+            msg = "no finite values to histogram"
+            raise ValueError(msg)
+        low, high = value_range or tuple(np.quantile(pooled, [0.005, 0.995]))
+        high = high if high > low else low + 1.0
+        axis = (
+            hist.axis.Regular(bins, low, high, transform=hist.axis.transform.log)
+            if log_x
+            else hist.axis.Regular(bins, low, high)
+        )
+    else:
+        axis = hist.axis.Variable(np.asarray(bins, dtype=np.float64))
+    for label, v in finite.items():
+        histogram = hist.Hist(axis, storage=hist.storage.Weight())
+        histogram.fill(v, weight=1.0 / max(len(v), 1) if density else 1.0)
+        dropped = len(arrays[label]) - len(v)
+        name = f"{label} ({dropped} not shown)" if dropped else label
+        histogram.plot1d(ax=ax, label=name, flow=None)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Fraction of clusters per bin" if density else "Clusters per bin")
+    ax.legend()
+    return ax
+
+
+def save(figure: Any, name: str, folder: str | os.PathLike | None = None) -> Path:
+    """Save ``figure`` as ``<folder>/<name>.png`` and return the path.
+
+    ``folder`` defaults to ``$CALOTOOLS_FIGURES`` or ``outputs/figures``: the
+    notebooks save their key figures there, and ``make demo`` collects them.
+    """
+    folder = Path(folder or os.environ.get("CALOTOOLS_FIGURES", "outputs/figures"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return path
 
 
 # ---------------------------------------------------------------------------- training

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_EVENTS",
     "SAMPLES",
     "DefaultDataSet",
+    "default_folder",
     "make_default",
     "make_lcw_tables",
     "make_sample",
@@ -65,6 +66,16 @@ LCW_TABLES = "lcw_tables.npz"
 def quick_mode() -> bool:
     """Whether ``CALOTOOLS_QUICK`` asks for the quick mode (small data, few epochs)."""
     return os.environ.get("CALOTOOLS_QUICK", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def default_folder(base: str | os.PathLike = "data", *, quick: bool | None = None) -> Path:
+    """Where the default data set lives: ``data/``, or ``data/quick/`` in quick mode.
+
+    Quick data has its own folder so that a quick run never replaces full data.
+    ``CALOTOOLS_DATA`` overrides ``base``.
+    """
+    base = Path(os.environ.get("CALOTOOLS_DATA", base))
+    return base / "quick" if (quick_mode() if quick is None else quick) else base
 
 
 def sample_configs(
@@ -307,7 +318,7 @@ class DefaultDataSet:
 
 
 def make_default(
-    folder: str | os.PathLike = "data",
+    folder: str | os.PathLike | None = None,
     *,
     n_events: int | None = None,
     n_calibration: int | None = None,
@@ -321,7 +332,7 @@ def make_default(
     Parameters
     ----------
     folder
-        Where to write.
+        Where to write; default `default_folder` (``data/`` or ``data/quick/``).
     n_events, n_calibration
         Events per sample and per calibration sample; default from
         `DEFAULT_EVENTS` and `CALIBRATION_EVENTS`, smaller in quick mode.
@@ -331,8 +342,9 @@ def make_default(
     quick
         Quick mode; default: the ``CALOTOOLS_QUICK`` environment variable.
     """
-    mode = "quick" if (quick_mode() if quick is None else quick) else "full"
-    data = DefaultDataSet(Path(folder))
+    quick = quick_mode() if quick is None else quick
+    mode = "quick" if quick else "full"
+    data = DefaultDataSet(Path(folder) if folder is not None else default_folder(quick=quick))
     data.folder.mkdir(parents=True, exist_ok=True)
     make_lcw_tables(
         data.lcw_tables,

@@ -264,3 +264,16 @@ def test_importing_plotting_changes_no_global_setting():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "True"
+
+
+def test_distributions_draws_one_histogram_per_sample(tmp_path):
+    """One step line per sample, log x when asked, non-finite values counted in the legend."""
+    rng = np.random.default_rng(2)
+    values = {"π0": rng.lognormal(1, 1, 500), "π±": np.r_[rng.lognormal(2, 1, 500), np.nan]}
+    ax = plotting.distributions(values, log_x=True, xlabel="Cluster energy [GeV]")
+    assert ax.get_xscale() == "log"
+    assert ax.get_xlabel() == "Cluster energy [GeV]"
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["π0", "π± (1 not shown)"]
+    path = plotting.save(ax.figure, "distributions", tmp_path)
+    assert path.stat().st_size > 1000
