@@ -19,8 +19,11 @@ import datetime
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ __all__ = [
     "SAMPLES",
     "DefaultDataSet",
     "default_folder",
+    "default_workers",
     "make_default",
     "make_lcw_tables",
     "make_sample",
@@ -100,31 +104,91 @@ def sample_configs(
     ]
 
 
-def _batches(configs: Sequence[SimulationConfig]) -> Iterator[tuple[int, Any]]:
-    """(particle index, batch) in alternation, so every chunk of a file mixes the particles."""
+def _tasks(configs: Sequence[SimulationConfig]) -> Iterator[tuple[int, int, int]]:
+    """(particle index, start, stop) in alternation, so every chunk of a file mixes particles."""
     starts = [0] * len(configs)
     while any(start < config.n_events for start, config in zip(starts, configs, strict=True)):
         for index, config in enumerate(configs):
             if starts[index] < config.n_events:
                 stop = min(starts[index] + config.batch_size, config.n_events)
-                yield index, simulate_batch(config, starts[index], stop)
+                yield index, starts[index], stop
                 starts[index] = stop
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every batch of a sample shares; sent once to each worker process."""
+
+    configs: tuple[SimulationConfig, ...]
+    clustering: ClusteringConfig
+    lcw: Path | None
+    keep_cells: bool
+
+
+_job: _Job | None = None
+_calibration: LCWCalibration | None = None
+
+
+def _start_worker(job: _Job) -> None:
+    global _job, _calibration  # noqa: PLW0603 - per-process state of a worker
+    _job = job
+    _calibration = LCWCalibration.load(job.lcw) if job.lcw else None
+
+
+def _run(task: tuple[int, int, int]) -> tuple[Clusters, pd.DataFrame | None, int]:
+    """Simulate, reconstruct and calibrate one batch (in a worker or in-process)."""
+    index, start, stop = task
+    result = reconstruct(simulate_batch(_job.configs[index], start, stop), _job.clustering)
+    clusters = result.clusters
+    # Event numbers unique across the particles of a mixed sample.
+    clusters.scalars["eventNumber"] = (
+        clusters.scalars["eventNumber"].to_numpy() * len(_job.configs) + index
+    )
+    if _calibration is not None:
+        calibrated = _calibration.apply(clusters.scalars, result.cells)
+        for column in calibrated.columns:
+            clusters.scalars[column] = calibrated[column].to_numpy()
+    return clusters, result.cells if _job.keep_cells else None, stop - start
+
+
+def default_workers() -> int:
+    """Worker processes for production: the CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _reconstructed(
-    configs: Sequence[SimulationConfig], clustering: ClusteringConfig, progress: bool, label: str
-) -> Iterator[tuple[Clusters, pd.DataFrame]]:
+    job: _Job, progress: bool, label: str, workers: int
+) -> Iterator[tuple[Clusters, pd.DataFrame | None]]:
+    """Batches of a sample in order; with several workers, computed in parallel.
+
+    At most two batches per worker are in flight, so memory stays flat. Every
+    batch is seeded by its event numbers, so the output does not depend on
+    ``workers``.
+    """
     from tqdm.auto import tqdm
 
-    total = sum(config.n_events for config in configs)
+    total = sum(config.n_events for config in job.configs)
+    tasks = _tasks(job.configs)
     with tqdm(total=total, desc=label, unit="event", disable=not progress, mininterval=1) as bar:
-        for index, batch in _batches(configs):
-            result = reconstruct(batch, clustering)
-            # Event numbers unique across the particles of a mixed sample.
-            event_numbers = result.clusters.scalars["eventNumber"].to_numpy()
-            result.clusters.scalars["eventNumber"] = event_numbers * len(configs) + index
-            bar.update(len(batch))
-            yield result.clusters, result.cells
+        if workers <= 1:
+            _start_worker(job)
+            for task in tasks:
+                clusters, cells, n = _run(task)
+                bar.update(n)
+                yield clusters, cells
+            return
+        pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(job,))
+        try:
+            pending = deque(pool.submit(_run, task) for task in islice(tasks, 2 * workers))
+            while pending:
+                clusters, cells, n = pending.popleft().result()
+                for task in islice(tasks, 1):
+                    pending.append(pool.submit(_run, task))
+                bar.update(n)
+                yield clusters, cells
+        finally:
+            # An interrupted run (Ctrl-C, an error) must not compute what is queued.
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _sha256(path: Path) -> str:
@@ -173,14 +237,6 @@ def _describe(path: Path, configuration: Mapping[str, Any], **facts: Any) -> Non
     )
 
 
-def _with_lcw(clusters: Clusters, cells: pd.DataFrame, lcw: LCWCalibration | None) -> Clusters:
-    if lcw is not None:
-        calibrated = lcw.apply(clusters.scalars, cells)
-        for column in calibrated.columns:
-            clusters.scalars[column] = calibrated[column].to_numpy()
-    return clusters
-
-
 def make_sample(
     sample: str,
     path: str | os.PathLike,
@@ -192,6 +248,7 @@ def make_sample(
     simulation: Mapping[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    workers: int | None = None,
 ) -> Path:
     """Simulate, reconstruct, calibrate and write one sample.
 
@@ -218,6 +275,9 @@ def make_sample(
         Show a progress bar.
     log
         Where to say what is done.
+    workers
+        Processes that simulate and reconstruct batches in parallel (default:
+        one per CPU core); the output is the same for any number.
     """
     path = Path(path)
     clustering = clustering or ClusteringConfig()
@@ -233,11 +293,13 @@ def make_sample(
     if _reusable(path, configuration):
         log(f"{path}: reusing (made with the same configuration)")
         return path
-    calibration = LCWCalibration.load(lcw_path) if lcw_path else None
+    if lcw_path is not None:
+        LCWCalibration.load(lcw_path)  # a bad file fails here, before any work
+    job = _Job(tuple(configs), clustering, lcw_path, keep_cells=False)
     n_clusters = 0
     with ClusterWriter(path) as writer:
-        for clusters, cells in _reconstructed(configs, clustering, progress, path.name):
-            writer.write(_with_lcw(clusters, cells, calibration))
+        for clusters, _ in _reconstructed(job, progress, path.name, workers or default_workers()):
+            writer.write(clusters)
             n_clusters += len(clusters)
     _describe(
         path, configuration, n_clusters=n_clusters, lcw_tables=str(lcw_path) if lcw_path else None
@@ -247,12 +309,17 @@ def make_sample(
 
 
 def _calibration_inputs(
-    sample: str, n_events: int, seed: int, clustering: ClusteringConfig, progress: bool
+    sample: str,
+    n_events: int,
+    seed: int,
+    clustering: ClusteringConfig,
+    progress: bool,
+    workers: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Clusters and cells of a calibration sample, cluster rows numbered across batches."""
     cluster_parts, cell_parts, offset = [], [], 0
-    configs = sample_configs(sample, n_events, seed=seed)
-    for clusters, cells in _reconstructed(configs, clustering, progress, f"LCW {sample}"):
+    job = _Job(tuple(sample_configs(sample, n_events, seed=seed)), clustering, None, True)
+    for clusters, cells in _reconstructed(job, progress, f"LCW {sample}", workers):
         cell_parts.append(cells.assign(cluster=cells["cluster"].to_numpy() + offset))
         cluster_parts.append(clusters.scalars)
         offset += len(clusters)
@@ -270,6 +337,7 @@ def make_lcw_tables(
     clustering: ClusteringConfig | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    workers: int | None = None,
 ) -> Path:
     """Fit the LCW tables on independent π0 and π± calibration samples and save them."""
     path = Path(path)
@@ -289,7 +357,9 @@ def make_lcw_tables(
         log(f"{path}: reusing (made with the same configuration)")
         return path
     inputs = {
-        sample: _calibration_inputs(sample, n_events, calibration_seed, clustering, progress)
+        sample: _calibration_inputs(
+            sample, n_events, calibration_seed, clustering, progress, workers or default_workers()
+        )
         for sample in ("pi0", "pipm")
     }
     LCWCalibration.fit(pi0=inputs["pi0"], pipm=inputs["pipm"]).save(path)
@@ -326,6 +396,7 @@ def make_default(
     quick: bool | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    workers: int | None = None,
 ) -> DefaultDataSet:
     """Make (or reuse) the default data set: LCW tables, ``pi0.root``, ``pipm.root``.
 
@@ -341,6 +412,8 @@ def make_default(
         ``seed + CALIBRATION_SEED_OFFSET``.
     quick
         Quick mode; default: the ``CALOTOOLS_QUICK`` environment variable.
+    progress, log, workers
+        As for `make_sample`.
     """
     quick = quick_mode() if quick is None else quick
     mode = "quick" if quick else "full"
@@ -352,6 +425,7 @@ def make_default(
         seed=seed,
         progress=progress,
         log=log,
+        workers=workers,
     )
     for sample, path in (("pi0", data.pi0), ("pipm", data.pipm)):
         make_sample(
@@ -362,5 +436,6 @@ def make_default(
             lcw=data.lcw_tables,
             progress=progress,
             log=log,
+            workers=workers,
         )
     return data

@@ -178,3 +178,25 @@ def test_unknown_sample_is_named():
         ValueError, match="unknown sample 'kaon'; the samples are: pi0, pipm, gamma"
     ):
         samples.sample_configs("kaon", 10)
+
+
+def test_output_does_not_depend_on_the_number_of_workers(tmp_path, default_data):
+    """Batches computed in parallel processes give the file of a single process."""
+    paths = [
+        samples.make_sample(
+            "pipm",
+            tmp_path / f"w{workers}.root",
+            n_events=300,
+            seed=9,
+            lcw=default_data.lcw_tables,
+            progress=False,
+            log=lambda _: None,
+            workers=workers,
+            simulation={"batch_size": 64},
+        )
+        for workers in (1, 2)
+    ]
+    one, two = (ntuple.read_clusters(p) for p in paths)
+    assert one.scalars.equals(two.scalars)
+    for name in one.images:
+        np.testing.assert_array_equal(one.images[name], two.images[name])
