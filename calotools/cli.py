@@ -58,16 +58,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from calotools import samples
+    from calotools import study
 
-    data = samples.make_default(args.data)
-    return _info(
-        argparse.Namespace(
-            files=[str(data.pi0), str(data.pipm)],
-            cut="abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2",
-            entry_stop=None,
-        )
-    )
+    study.run_study(args.notebooks, args.out)
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,10 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(run=_simulate)
 
-    demo = commands.add_parser("demo", help="run the study end to end")
-    demo.add_argument(
-        "--data", help="folder of the default data set (default: data/, quick mode data/quick/)"
+    demo = commands.add_parser(
+        "demo",
+        help="run the study end to end: default data, every notebook, HTML and figures",
+        description="Make (or reuse) the default data set in data/ and execute the numbered "
+        "notebooks into OUT/notebooks, with HTML pages in OUT/html and the key figures in "
+        "OUT/figures. CALOTOOLS_QUICK=1 runs everything small and fast.",
     )
+    demo.add_argument("--notebooks", default="notebooks", help="folder of the notebooks")
+    demo.add_argument("--out", default="outputs", help="folder for the results")
     demo.set_defaults(run=_demo)
     return parser
 

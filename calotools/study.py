@@ -1,0 +1,106 @@
+"""Run the whole study headlessly: the default data, then every notebook in order.
+
+This is what ``make demo`` (``calotools demo``) does: make or reuse the default
+data set, execute the numbered notebooks with papermill into
+``outputs/notebooks/``, write an HTML page per notebook into ``outputs/html/``
+and collect the key figures the notebooks save (`calotools.plotting.save`) in
+``outputs/figures/``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calotools import samples
+
+__all__ = ["StudyResult", "notebooks", "run_study"]
+
+
+def notebooks(folder: str | os.PathLike = "notebooks") -> list[Path]:
+    """The numbered notebooks of the study (``NN_name.ipynb``), in order."""
+    found = sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        msg = f"no numbered notebooks (NN_name.ipynb) in {Path(folder).resolve()}"
+        raise FileNotFoundError(msg)
+    return found
+
+
+@dataclass
+class StudyResult:
+    """Where the results of a study run are, and how long each notebook took."""
+
+    executed: list[Path] = field(default_factory=list)
+    html: list[Path] = field(default_factory=list)
+    figures: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _to_html(notebook: Path, out: Path) -> Path:
+    import nbconvert
+    import nbformat
+
+    body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    path = out / notebook.with_suffix(".html").name
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def run_study(
+    notebook_folder: str | os.PathLike = "notebooks",
+    out: str | os.PathLike = "outputs",
+    *,
+    quick: bool | None = None,
+    data_base: str | os.PathLike = "data",
+    log: Callable[[str], None] = print,
+) -> StudyResult:
+    """Make the default data, then execute every numbered notebook and export it.
+
+    Parameters
+    ----------
+    notebook_folder
+        Where the numbered notebooks are; they run with it as working folder.
+    out
+        Where executed notebooks, HTML pages and figures go.
+    quick
+        Quick mode (small data, few epochs); default ``CALOTOOLS_QUICK``.
+    data_base
+        Base folder of the default data set (``data/``; quick mode ``data/quick/``).
+    log
+        Where to say what is done.
+    """
+    import papermill
+
+    quick = samples.quick_mode() if quick is None else quick
+    out = Path(out).resolve()
+    result = StudyResult(figures=out / "figures")
+    for sub in ("notebooks", "html", "figures"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    samples.make_default(samples.default_folder(data_base, quick=quick), quick=quick, log=log)
+    # The kernels inherit the environment: quick mode and the figure folder.
+    os.environ["CALOTOOLS_QUICK"] = "1" if quick else "0"
+    os.environ["CALOTOOLS_FIGURES"] = str(result.figures)
+    for notebook in notebooks(notebook_folder):
+        log(f"running {notebook.name} ...")
+        start = time.perf_counter()
+        executed = out / "notebooks" / notebook.name
+        papermill.execute_notebook(
+            notebook,
+            executed,
+            cwd=str(notebook.parent),
+            kernel_name="python3",
+            progress_bar=False,
+        )
+        result.seconds[notebook.stem] = time.perf_counter() - start
+        result.executed.append(executed)
+        result.html.append(_to_html(executed, out / "html"))
+        log(f"  {notebook.stem}: {result.seconds[notebook.stem]:.0f} s")
+    log(f"executed notebooks: {out / 'notebooks'}")
+    log(f"HTML pages:         {out / 'html'}")
+    log(f"figures:            {result.figures}")
+    return result
