@@ -43,8 +43,9 @@ $(VENV)/.installed: pyproject.toml
 demo: $(SETUP)
 	$(PY) -m calotools demo
 
+# The unit tests, then every notebook executed in quick mode (nbval).
 test: $(SETUP)
-	$(PY) -m pytest
+	CALOTOOLS_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax
 
 lab: $(SETUP)
 	$(PY) -m jupyter lab notebooks/
