@@ -12,6 +12,9 @@ The modules, in the order data flows through them:
   ntuple files, and the default data set (``calotools simulate``);
 - `calotools.ntuple`: read and write MLTree ``ClusterTree`` ntuples;
 - `calotools.cuts`: selections as expressions on branch names;
+- `calotools.data`, `calotools.preprocessing`, `calotools.loaders`: samples,
+  labels and splits; model inputs as data; in-memory and streaming loaders;
+- `calotools.dask_tools`: selection and inference over many files with Dask;
 - `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
 - `calotools.plotting`: ATLAS-style figures of all of the above;
 - `calotools.interpret`: what a network learned (activation, correlation maps);
@@ -37,13 +40,17 @@ __all__ = [
     "cells",
     "clustering",
     "cuts",
+    "dask_tools",
+    "data",
     "geometry",
     "images",
     "interpret",
+    "loaders",
     "metrics",
     "moments",
     "ntuple",
     "plotting",
+    "preprocessing",
     "reconstruction",
     "samples",
     "showers",
@@ -57,13 +64,17 @@ if TYPE_CHECKING:
         cells,
         clustering,
         cuts,
+        dask_tools,
+        data,
         geometry,
         images,
         interpret,
+        loaders,
         metrics,
         moments,
         ntuple,
         plotting,
+        preprocessing,
         reconstruction,
         samples,
         showers,

@@ -36,6 +36,7 @@ __all__ = [
     "LEGACY_ALIASES",
     "SCALAR_BRANCHES",
     "TREE_NAME",
+    "ChunkReader",
     "ClusterWriter",
     "Clusters",
     "NonFiniteWarning",
@@ -319,10 +320,10 @@ def _report_nonfinite(
     if not counts:
         return
     detail = ", ".join(f"{name}: {n}" for name, n in counts.items())
-    msg = f"{where}: non-finite (NaN or inf) values, kept as they are, per branch: {detail}"
+    msg = f"{where}: non-finite (NaN or inf) values per branch: {detail}"
     if on_nonfinite == "raise":
         raise NtupleError(msg)
-    warnings.warn(msg, NonFiniteWarning, stacklevel=3)
+    warnings.warn(f"{msg} (kept as they are)", NonFiniteWarning, stacklevel=3)
 
 
 def _to_clusters(
@@ -443,6 +444,81 @@ def read_clusters(
         )
     )
     return Clusters.concat(parts)
+
+
+class ChunkReader:
+    """Reads entry ranges of one ntuple: chosen branches, canonical names, basket-aligned chunks.
+
+    Parameters
+    ----------
+    path
+        The ROOT file.
+    branches
+        Branches to read (legacy names accepted).
+    tree
+        Name of the tree.
+
+    Attributes
+    ----------
+    branches
+        The branches read, by canonical name.
+    file_names
+        Name in the file → canonical name, for the branches read.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, branches: Sequence[str], *, tree: str = TREE_NAME
+    ) -> None:
+        self.path = Path(path)
+        # The checks of read_clusters: readable file, tree, branches present, image shapes.
+        self.tree, self.branches, self.file_names = _prepare(self.path, tree, list(branches), None)
+
+    @property
+    def available(self) -> list[str]:
+        """Every branch of the file calotools can read, by canonical name."""
+        return list(_branch_map(self.tree, self.path))
+
+    @property
+    def num_entries(self) -> int:
+        """Entries in the tree."""
+        return int(self.tree.num_entries)
+
+    def chunk_bounds(self, min_entries: int = DEFAULT_BASKET_SIZE) -> list[tuple[int, int]]:
+        """(start, stop) of chunks of at least ``min_entries`` that end on basket boundaries.
+
+        Reading whole baskets decompresses each once; a chunk ending inside a
+        basket would make the next read decompress it again.
+        """
+        offsets = self.tree.common_entry_offsets(filter_name=list(self.file_names))
+        bounds, start = [], 0
+        for offset in offsets[1:]:
+            if offset - start >= min_entries or offset == offsets[-1]:
+                bounds.append((start, int(offset)))
+                start = int(offset)
+        return bounds
+
+    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> Clusters:
+        """Entries ``start`` to ``stop`` (or only ``rows``, counted from ``start``)."""
+        # No array cache: uproot's default keeps up to 100 MB of what was read
+        # per file, which would make a streaming reader's memory grow.
+        arrays = self.tree.arrays(
+            list(self.file_names),
+            entry_start=start,
+            entry_stop=stop,
+            library="np",
+            array_cache=None,
+        )
+        columns = {self.file_names[name]: values for name, values in arrays.items()}
+        if rows is not None:
+            columns = {name: values[rows] for name, values in columns.items()}
+        return Clusters(
+            pd.DataFrame({n: columns[n] for n in self.branches if columns[n].ndim == 1}),
+            {
+                n: np.ascontiguousarray(columns[n], dtype=np.float32)
+                for n in self.branches
+                if columns[n].ndim > 1
+            },
+        )
 
 
 # ---------------------------------------------------------------------------- writing
