@@ -230,8 +230,13 @@ class ClusterBrowser(_Explorer):
             "sample": ipywidgets.Dropdown(
                 options=list(self.samples), value=first, description="Sample"
             ),
-            "index": ipywidgets.BoundedIntText(
-                value=index, min=0, max=self._n_clusters(first) - 1, description="Cluster"
+            # Redraw on release, not on every step of a drag: each frame is a new PNG.
+            "index": ipywidgets.IntSlider(
+                value=index,
+                min=0,
+                max=self._n_clusters(first) - 1,
+                continuous_update=False,
+                description="Cluster",
             ),
             "layer": ipywidgets.Dropdown(
                 options=["all", *geometry.IMAGE_LAYER_NAMES], value=layer, description="Layer"
