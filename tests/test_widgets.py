@@ -91,6 +91,9 @@ def test_cluster_browser_follows_sample_index_layer_and_scale(samples):
     browser = widgets.ClusterBrowser(samples)
     assert isinstance(browser.widget, ipywidgets.Box)
     assert set(browser.controls) == {"sample", "index", "layer", "scale"}
+    # A slider that redraws on release (tests/test_browser.py moves it in a real browser).
+    assert isinstance(browser.controls["index"], ipywidgets.IntSlider)
+    assert not browser.controls["index"].continuous_update
     assert list(browser.result) == list(geometry.IMAGE_LAYER_NAMES)
     assert _is_png(browser.image)
 
