@@ -15,10 +15,15 @@ The modules, in the order data flows through them:
 - `calotools.data`, `calotools.preprocessing`, `calotools.loaders`: samples,
   labels and splits; model inputs as data; in-memory and streaming loaders;
 - `calotools.dask_tools`: selection and inference over many files with Dask;
+- `calotools.models`, `calotools.baselines`, `calotools.training`,
+  `calotools.chain`, `calotools.evaluation`: the studies' networks and the
+  classical baselines, trained into self-describing folders, and the
+  classify-then-calibrate chain;
 - `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
 - `calotools.plotting`: ATLAS-style figures of all of the above;
 - `calotools.interpret`: what a network learned (activation, correlation maps);
-- `calotools.widgets`: ipywidgets explorers over the pure functions above.
+- `calotools.widgets`: ipywidgets explorers over the pure functions above;
+- `calotools.study`: the study's models, and running it end to end (``make demo``).
 
 Submodules are imported on first use, so ``import calotools`` stays fast and
 does not pull in TensorFlow.
@@ -36,17 +41,22 @@ except ImportError:  # running from a source tree that was never installed
 
 __all__ = [
     "__version__",
+    "artifacts",
+    "baselines",
     "calibration",
     "cells",
+    "chain",
     "clustering",
     "cuts",
     "dask_tools",
     "data",
+    "evaluation",
     "geometry",
     "images",
     "interpret",
     "loaders",
     "metrics",
+    "models",
     "moments",
     "ntuple",
     "plotting",
@@ -55,22 +65,29 @@ __all__ = [
     "samples",
     "showers",
     "simulation",
+    "study",
+    "training",
     "widgets",
 ]
 
 if TYPE_CHECKING:
     from calotools import (
+        artifacts,
+        baselines,
         calibration,
         cells,
+        chain,
         clustering,
         cuts,
         dask_tools,
         data,
+        evaluation,
         geometry,
         images,
         interpret,
         loaders,
         metrics,
+        models,
         moments,
         ntuple,
         plotting,
@@ -79,6 +96,8 @@ if TYPE_CHECKING:
         samples,
         showers,
         simulation,
+        study,
+        training,
         widgets,
     )
 

@@ -1,8 +1,9 @@
 """The ``calotools`` command line.
 
 ``calotools simulate`` makes simulated samples and the default data set,
-``calotools info FILE...`` summarises cluster ntuples and ``calotools demo``
-runs the study.
+``calotools info FILE...`` summarises cluster ntuples, ``calotools train``
+trains a registered model (``calotools models`` lists them) and
+``calotools demo`` runs the study.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
         help="make the default data set in DIR: LCW tables, pi0.root, pipm.root",
     )
     simulate.set_defaults(run=_simulate)
+
+    from calotools import training
+
+    training.add_train_parser(commands)
+    training.add_models_parser(commands)
 
     demo = commands.add_parser(
         "demo",

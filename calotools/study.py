@@ -1,4 +1,9 @@
-"""Run the whole study headlessly: the default data, then every notebook in order.
+"""The study: its trained models, and running it headlessly from end to end.
+
+The notebooks get their models from `trained`, which trains a registered model
+on the default data set once (with the quick or full settings of `TRAINING`)
+and reuses it afterwards; `predictions_on_test` gives any model's predictions on
+its own test split.
 
 This is what ``make demo`` (``calotools demo``) does: make or reuse the default
 data set, execute the numbered notebooks with papermill into
@@ -11,13 +16,99 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from calotools import samples
 
-__all__ = ["StudyResult", "notebooks", "run_study"]
+__all__ = [
+    "TRAINING",
+    "StudyResult",
+    "model_folder",
+    "notebooks",
+    "predictions_on_test",
+    "run_study",
+    "trained",
+]
+
+#: Training settings of the study's models (`calotools.training.TrainingConfig`
+#: fields). Quick mode: a smoke run that still learns something; full mode: the
+#: whole default data set, stopped early on the validation loss.
+TRAINING: dict[str, dict[str, Any]] = {
+    "quick": {"epochs": 3, "max_clusters": 4_000, "patience": 2},
+    "full": {"epochs": 12, "max_clusters": None, "patience": 3},
+}
+
+
+def model_folder(
+    name: str,
+    task: str,
+    sample: str | None = None,
+    *,
+    base: str | os.PathLike = "models",
+    quick: bool | None = None,
+) -> Path:
+    """Where the study keeps a trained model: ``models/[quick/]NAME-TASK[-SAMPLE]``."""
+    quick = samples.quick_mode() if quick is None else quick
+    folder = Path(base) / "quick" if quick else Path(base)
+    return folder / "-".join(part for part in (name, task, sample) if part)
+
+
+def trained(
+    name: str,
+    task: str,
+    data: str | os.PathLike,
+    *,
+    sample: str | None = None,
+    base: str | os.PathLike = "models",
+    quick: bool | None = None,
+    verbose: int = 0,
+    **settings: Any,
+) -> Any:
+    """The study's model ``name`` for ``task``: loaded if trained already, else trained now.
+
+    Notebooks call this for every model they use, so each notebook runs on its
+    own and reuses what earlier notebooks trained.
+
+    Parameters
+    ----------
+    name, task, sample
+        Registry name, ``"classify"`` or ``"regress"``, and for regressions
+        the sample (``"pi0"`` or ``"pipm"``) it calibrates.
+    data
+        Folder of the data set (``pi0.root``, ``pipm.root``).
+    base, quick
+        Where models are kept (`model_folder`).
+    settings
+        `calotools.training.TrainingConfig` fields overriding `TRAINING`.
+    """
+    from calotools import training
+
+    quick = samples.quick_mode() if quick is None else quick
+    options = {**TRAINING["quick" if quick else "full"], **settings}
+    if sample is not None:
+        options["sample"] = sample
+    folder = model_folder(name, task, sample, base=base, quick=quick)
+    return training.train(name, data, folder, task=task, verbose=verbose, **options)
+
+
+def predictions_on_test(model: Any, *, extra_branches: Sequence[str] = ()) -> pd.DataFrame:
+    """The model's predictions on its own test split, with the labels and ``extra_branches``.
+
+    Returns a table with ``prediction`` (P(π±) or energy in GeV), ``label``
+    (π0 = 0, π± = 1) and the branches asked for, one row per test cluster.
+    """
+    from calotools import data, evaluation
+
+    split = data.Split.load(Path(model.folder) / "split.npz")
+    predictions, table = evaluation.predict_selection(
+        model, split["test"], extra_branches=extra_branches
+    )
+    return table.assign(prediction=predictions)
 
 
 def notebooks(folder: str | os.PathLike = "notebooks") -> list[Path]:

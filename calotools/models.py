@@ -1,0 +1,835 @@
+"""The networks of the pion studies, by name, and trained models restored from their folders.
+
+Every architecture is registered with the `Preprocessing` it needs (layout,
+layers, scalar features), its source, the tasks it does and the optimiser
+settings of that source. Builders make Keras 3 functional models whose inputs
+are the dict of named arrays the preprocessing produces, so that
+``model.predict(preprocessing.transform(clusters))`` just works.
+
+Tasks: ``"classify"`` gives P(π±) (π0 = 0, π± = 1, ``ntuple-schema.md``);
+``"regress"`` gives the calibrated energy. A regression variant keeps the
+classifier's trunk, adds the cluster energy and |η| as scalar inputs (where the
+classifier had none) and ends in one linear unit trained with the mean squared
+error on the standardised ln E_calib (``target="log_energy"``).
+
+====================  ========================================================
+name                  source
+====================  ========================================================
+``dense_emb2``        ATLAS ML forum (seed 000): EMB2 + E → Dense 128
+``dense3_emb2``       ATLAS ML forum: EMB2 + E → 128-64-32
+``cnn_emb2``          ATLAS ML forum: CNN on EMB2 alone
+``dense3_all``        ATLAS ML forum: all layers flattened + E → 128-64-32
+``dense4_all``        ATLAS ML forum: all layers flattened + E → 512-256-128-64
+``per_layer_dense``   ATLAS pion-ML practice: a dense net per layer + combination
+``per_layer_cnn``     ATLAS pion-ML practice: multi-input CNN, a branch per layer
+``densenet``          LLNL-TR-814867 §2.3: DenseNet on EMB1, EMB2+3, Tile
+``lapp_cnn``          LAPP (seed 001): selu, He init, 8 % dropout, Adam 1e-4
+``bdt``               seed 004: gradient-boosted trees on the cluster moments
+====================  ========================================================
+
+Default sizes are modest so that every model trains on a laptop CPU; pass
+builder keywords (``units=``, ``filters=``, ``growth_rate=``, …) for more.
+
+Examples
+--------
+>>> from calotools import models
+>>> sorted(models.available())[:3]
+['bdt', 'cnn_emb2', 'dense3_all']
+>>> models.spec("densenet").preprocessing("classify").layout
+'densenet'
+>>> net = models.build("dense3_emb2", "classify")  # doctest: +SKIP
+>>> trained = models.load("models/densenet-classify")  # doctest: +SKIP
+>>> p_pipm = trained.predict(clusters)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from calotools import artifacts, geometry
+from calotools.ntuple import Clusters
+from calotools.preprocessing import FLAT_INPUT, SCALARS_INPUT, Preprocessing
+
+if TYPE_CHECKING:
+    import keras
+
+__all__ = [
+    "REGRESSION_SCALARS",
+    "TASKS",
+    "KerasModel",
+    "ModelError",
+    "ModelSpec",
+    "available",
+    "build",
+    "compile_model",
+    "load",
+    "save_network",
+    "spec",
+]
+
+Task = Literal["classify", "regress"]
+TASKS: tuple[str, ...] = ("classify", "regress")
+
+#: Scalar inputs of every regression: the energy scale and the position of the
+#: cluster, which the calibration depends on (LCW tables are binned in both).
+REGRESSION_SCALARS: tuple[str, ...] = ("log10(cluster_E)", "abs(cluster_Eta)")
+#: The cluster energy the ATLAS ML forum networks see next to the pixels.
+ENERGY: tuple[str, ...] = ("log10(cluster_E)",)
+ALL_LAYERS: tuple[str, ...] = geometry.IMAGE_LAYER_NAMES
+EM_LAYERS: tuple[str, ...] = tuple(lay.name for lay in geometry.IMAGE_LAYERS if lay.is_em)
+
+#: Names of the output layers; `calotools.interpret` and users can look them up.
+SCORE_OUTPUT = "score"
+ENERGY_OUTPUT = "energy"
+
+
+class ModelError(ValueError):
+    """An unknown model, a task a model does not do, or inputs a model cannot take."""
+
+
+# ---------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named architecture and everything needed to train it like its source did.
+
+    Attributes
+    ----------
+    name, description, source
+        Registry name, one-line description and where the architecture comes from.
+    kind
+        ``"keras"`` for networks, ``"bdt"`` for the boosted decision trees.
+    layout, layers, scalars
+        The `Preprocessing` of the classifier; regressions use
+        `REGRESSION_SCALARS` instead of ``scalars``.
+    tasks
+        The tasks it does.
+    output
+        Classifier output: ``"sigmoid"`` (one unit, P(π±)) or ``"softmax"``
+        (two units, column 1 is P(π±)).
+    learning_rate
+        Adam's learning rate.
+    class_weight
+        ``"balanced"`` to weight the classes by the inverse of their frequency
+        when training a classifier (for unbalanced samples), or None.
+    builder
+        ``builder(input_shapes, task=..., output=..., **sizes)`` → uncompiled Keras model.
+    sizes
+        The builder's default size keywords.
+    tiny
+        Size keywords for smoke tests and ``calotools train --quick``.
+    """
+
+    name: str
+    description: str
+    source: str
+    kind: Literal["keras", "bdt"] = "keras"
+    layout: Literal["layers", "densenet", "flat"] = "layers"
+    layers: tuple[str, ...] = ALL_LAYERS
+    scalars: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = TASKS
+    output: Literal["sigmoid", "softmax"] = "sigmoid"
+    learning_rate: float = 1e-3
+    class_weight: Literal["balanced"] | None = None
+    builder: Callable[..., Any] | None = field(default=None, repr=False)
+    sizes: Mapping[str, Any] = field(default_factory=dict)
+    tiny: Mapping[str, Any] = field(default_factory=dict)
+
+    def preprocessing(self, task: Task = "classify") -> Preprocessing:
+        """A fresh (unfitted) `Preprocessing` for ``task``."""
+        self.check_task(task)
+        if task == "classify":
+            return Preprocessing(
+                layout=self.layout, layers=self.layers, scalars=self.scalars, target="label"
+            )
+        return Preprocessing(
+            layout=self.layout,
+            layers=self.layers,
+            scalars=REGRESSION_SCALARS,
+            target="log_energy",
+        )
+
+    def check_task(self, task: str) -> None:
+        """Raise `ModelError` unless the model does ``task``."""
+        if task not in TASKS:
+            msg = f"task must be one of {', '.join(TASKS)}; got {task!r}"
+            raise ModelError(msg)
+        if task not in self.tasks:
+            msg = f"model {self.name!r} does {', '.join(self.tasks)} only, not {task!r}"
+            raise ModelError(msg)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def _register(model_spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[model_spec.name] = model_spec
+    return model_spec
+
+
+def available() -> dict[str, str]:
+    """Registered model name → one-line description."""
+    return {name: s.description for name, s in _REGISTRY.items()}
+
+
+def spec(name: str) -> ModelSpec:
+    """The `ModelSpec` registered under ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        msg = f"unknown model {name!r}; the models are: {', '.join(_REGISTRY)}"
+        raise ModelError(msg) from None
+
+
+def build(
+    name: str,
+    task: Task = "classify",
+    preprocessing: Preprocessing | None = None,
+    **sizes: Any,
+) -> keras.Model:
+    """The Keras model ``name`` for ``task``, uncompiled.
+
+    Parameters
+    ----------
+    preprocessing
+        The recipe whose inputs the model takes; default: the spec's.
+    sizes
+        Builder keywords overriding the spec's default sizes.
+    """
+    model_spec = spec(name)
+    model_spec.check_task(task)
+    if model_spec.kind != "keras":
+        msg = f"{name!r} is not a Keras network; train it with calotools.training.train"
+        raise ModelError(msg)
+    prep = preprocessing or model_spec.preprocessing(task)
+    unknown = sorted(set(sizes) - set(model_spec.sizes))
+    if unknown:
+        msg = (
+            f"model {name!r} has no size keyword(s) {unknown}; "
+            f"it has: {', '.join(model_spec.sizes)}"
+        )
+        raise ModelError(msg)
+    return model_spec.builder(
+        prep.input_shapes,
+        task=task,
+        output=model_spec.output,
+        name=name,
+        **{**model_spec.sizes, **sizes},
+    )
+
+
+def compile_model(
+    model: keras.Model, name: str, task: Task, *, learning_rate: float | None = None
+) -> keras.Model:
+    """Compile with the loss and optimiser of the model's source.
+
+    Sigmoid classifiers use the binary cross-entropy; softmax classifiers the
+    categorical cross-entropy, written for integer labels (the sparse form,
+    identical to the one-hot form); regressions the mean squared error.
+    """
+    import keras
+
+    model_spec = spec(name)
+    if task == "regress":
+        loss, metrics = "mean_squared_error", ["mean_absolute_error"]
+    elif model_spec.output == "softmax":
+        loss, metrics = "sparse_categorical_crossentropy", ["sparse_categorical_accuracy"]
+    else:
+        loss, metrics = "binary_crossentropy", ["binary_accuracy"]
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            model_spec.learning_rate if learning_rate is None else learning_rate
+        ),
+        loss=loss,
+        # Weighted: the spectrum and class weights are part of the problem, so
+        # the metrics should weigh clusters as the loss does.
+        weighted_metrics=metrics,
+    )
+    return model
+
+
+# ---------------------------------------------------------------------------- building blocks
+
+
+def _inputs(input_shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    import keras
+
+    return {name: keras.Input(tuple(shape), name=name) for name, shape in input_shapes.items()}
+
+
+def _image_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: tensor for name, tensor in inputs.items() if name != SCALARS_INPUT}
+
+
+def _join(tensors: Sequence[Any], name: str | None = None) -> Any:
+    import keras
+
+    return tensors[0] if len(tensors) == 1 else keras.layers.Concatenate(name=name)(list(tensors))
+
+
+def _with_scalars(features: Any, inputs: Mapping[str, Any]) -> Any:
+    """Append the scalar features (cluster energy, |η|) to a feature vector."""
+    if SCALARS_INPUT not in inputs:
+        return features
+    return _join([features, inputs[SCALARS_INPUT]], name="with_scalars")
+
+
+def _dense_stack(
+    x: Any,
+    units: Sequence[int],
+    *,
+    activation: str = "relu",
+    initializer: str = "glorot_uniform",
+    dropout: float = 0.0,
+    prefix: str = "dense",
+) -> Any:
+    import keras
+
+    for i, n in enumerate(units):
+        x = keras.layers.Dense(
+            n, activation=activation, kernel_initializer=initializer, name=f"{prefix}_{i}"
+        )(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout_{i}")(x)
+    return x
+
+
+def _output(
+    x: Any,
+    task: str,
+    output: str,
+    inputs: Mapping[str, Any],
+    *,
+    initializer: str = "glorot_uniform",
+) -> Any:
+    """The head: P(π±) (sigmoid or two-way softmax), or one linear energy unit.
+
+    A regression adds a linear shortcut from the scalar inputs: ln E_calib is
+    nearly linear in log10 E_EM over four decades, so the shortcut gives the
+    energy scale from the first steps and the trunk learns the corrections
+    (without it, short trainings compress the predictions towards the mean).
+    """
+    import keras
+
+    if task == "regress":
+        trunk = keras.layers.Dense(1, kernel_initializer=initializer, name="energy_trunk")(x)
+        if SCALARS_INPUT not in inputs:
+            return keras.layers.Identity(name=ENERGY_OUTPUT)(trunk)
+        shortcut = keras.layers.Dense(1, name="energy_shortcut")(inputs[SCALARS_INPUT])
+        return keras.layers.Add(name=ENERGY_OUTPUT)([trunk, shortcut])
+    if output == "softmax":
+        return keras.layers.Dense(2, activation="softmax", name=SCORE_OUTPUT)(x)
+    return keras.layers.Dense(1, activation="sigmoid", name=SCORE_OUTPUT)(x)
+
+
+def _pool_size(shape: Sequence[int]) -> tuple[int, int]:
+    """Pooling that shrinks a layer image towards square, coarse cells.
+
+    EMB1 (128 × 4 strips) is pooled four-fold in η, the other grids two-fold
+    along each axis still at least four pixels long.
+    """
+    n_eta, n_phi = int(shape[0]), int(shape[1])
+    eta = 4 if n_eta >= 8 * n_phi else 2 if n_eta >= 4 else 1
+    phi = 2 if n_phi >= 4 else 1
+    return eta, phi
+
+
+def _model(inputs: Mapping[str, Any], output: Any, name: str) -> keras.Model:
+    import keras
+
+    return keras.Model(inputs=dict(inputs), outputs=output, name=name)
+
+
+# ---------------------------------------------------------------------------- dense networks
+
+
+def _build_dense(
+    input_shapes: Mapping[str, Sequence[int]],
+    *,
+    task: str,
+    output: str,
+    name: str = "dense",
+    units: Sequence[int] = (128,),
+) -> keras.Model:
+    """Flattened pixels (+ scalars) → dense ReLU layers → output (ATLAS ML forum)."""
+    inputs = _inputs(input_shapes)
+    hidden = _dense_stack(_with_scalars(inputs[FLAT_INPUT], inputs), units)
+    return _model(inputs, _output(hidden, task, output, inputs), name)
+
+
+def _build_per_layer_dense(
+    input_shapes: Mapping[str, Sequence[int]],
+    *,
+    task: str,
+    output: str,
+    name: str = "per_layer_dense",
+    layer_units: Sequence[int] = (64, 32),
+    combination_units: Sequence[int] = (16,),
+) -> keras.Model:
+    """A dense network per layer, each ending in one score, and a small net on the six scores.
+
+    The ATLAS pion-ML practice trained the per-layer networks first and the
+    combination on their frozen scores; here the whole graph trains at once,
+    which gives the same architecture in one fit. The per-layer scores are
+    named ``score_<layer>`` (sigmoid for classification, linear for regression).
+    """
+    import keras
+
+    inputs = _inputs(input_shapes)
+    scores = []
+    for layer, image in _image_inputs(inputs).items():
+        x = keras.layers.Flatten(name=f"flatten_{layer}")(image)
+        x = _dense_stack(x, layer_units, prefix=f"dense_{layer}")
+        activation = "sigmoid" if task == "classify" else None
+        scores.append(keras.layers.Dense(1, activation=activation, name=f"score_{layer}")(x))
+    combined = _with_scalars(_join(scores, name="layer_scores"), inputs)
+    hidden = _dense_stack(combined, combination_units, prefix="combination")
+    return _model(inputs, _output(hidden, task, output, inputs), name)
+
+
+# ---------------------------------------------------------------------------- CNNs
+
+
+def _conv_branch(
+    image: Any,
+    filters: Sequence[int],
+    *,
+    prefix: str,
+    activation: str = "relu",
+    initializer: str = "glorot_uniform",
+    dropout: float = 0.0,
+) -> Any:
+    """Conv 3×3 → pool, once per entry of ``filters``, then flatten."""
+    import keras
+
+    x = image
+    for i, n in enumerate(filters):
+        x = keras.layers.Conv2D(
+            n,
+            3,
+            padding="same",
+            activation=activation,
+            kernel_initializer=initializer,
+            name=f"{prefix}_conv_{i}",
+        )(x)
+        pool = _pool_size(x.shape[1:3])
+        if pool != (1, 1):
+            x = keras.layers.MaxPooling2D(pool, name=f"{prefix}_pool_{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout_{i}")(x)
+    return keras.layers.Flatten(name=f"{prefix}_flatten")(x)
+
+
+def _build_cnn(
+    input_shapes: Mapping[str, Sequence[int]],
+    *,
+    task: str,
+    output: str,
+    name: str = "cnn",
+    filters: Sequence[int] = (16, 32),
+    units: Sequence[int] = (64,),
+) -> keras.Model:
+    """One convolutional branch per image input, joined (+ scalars) → dense → output.
+
+    With the single input EMB2 this is the ATLAS ML forum's CNN (2-D pixels,
+    no cluster energy); with all six layers, the multi-input CNN of the ATLAS
+    pion-ML studies.
+    """
+    inputs = _inputs(input_shapes)
+    branches = [
+        _conv_branch(image, filters, prefix=layer) for layer, image in _image_inputs(inputs).items()
+    ]
+    features = _with_scalars(_join(branches, name="branches"), inputs)
+    hidden = _dense_stack(features, units)
+    return _model(inputs, _output(hidden, task, output, inputs), name)
+
+
+def _build_lapp_cnn(
+    input_shapes: Mapping[str, Sequence[int]],
+    *,
+    task: str,
+    output: str,
+    name: str = "lapp_cnn",
+    filters: Sequence[int] = (16, 32),
+    units: Sequence[int] = (128, 64),
+    dropout: float = 0.08,
+    initializer: str = "he_normal",
+) -> keras.Model:
+    """The LAPP photon-ID CNN (seed 001): a selu CNN branch per layer, 8 % dropout, sigmoid.
+
+    The slides give He initialisation (``"lecun_normal"`` is the one that
+    keeps selu self-normalising; pass it as ``initializer``), selu everywhere
+    but the sigmoid output, a drop rate of 8 %, Adam at 1e-4 and class weights
+    for unbalanced data (set in the registry). LAPP's network (~1.4 M
+    parameters) saw the three EM layers of photon clusters; here every layer
+    of the preprocessing gets a branch, Tile included, since hadronic energy
+    is what tells a π± from a π0.
+    """
+    inputs = _inputs(input_shapes)
+    branches = [
+        _conv_branch(
+            image,
+            filters,
+            prefix=layer,
+            activation="selu",
+            initializer=initializer,
+            dropout=dropout,
+        )
+        for layer, image in _image_inputs(inputs).items()
+    ]
+    features = _with_scalars(_join(branches, name="branches"), inputs)
+    hidden = _dense_stack(
+        features, units, activation="selu", initializer=initializer, dropout=dropout
+    )
+    return _model(inputs, _output(hidden, task, output, inputs, initializer=initializer), name)
+
+
+# ---------------------------------------------------------------------------- DenseNet
+
+
+#: Momentum of the DenseNet's batch-normalisation averages. Keras' 0.99 needs
+#: many hundreds of steps before the inference-time statistics are right,
+#: more than a CPU-sized training makes; 0.9 settles in tens of steps.
+BN_MOMENTUM = 0.9
+
+
+def _bn_relu_conv(x: Any, filters: int, kernel: int, name: str) -> Any:
+    import keras
+
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    return keras.layers.Conv2D(
+        filters, kernel, padding="same", use_bias=False, kernel_initializer="he_normal", name=name
+    )(x)
+
+
+def _dense_block(x: Any, n_layers: int, growth_rate: int, bottleneck: bool, name: str) -> Any:
+    """Huang et al. (2017): every layer sees the feature maps of all layers before it."""
+    import keras
+
+    for i in range(n_layers):
+        y = x
+        if bottleneck:  # DenseNet-B: a 1×1 convolution to 4k maps first
+            y = _bn_relu_conv(y, 4 * growth_rate, 1, f"{name}_layer{i}_bottleneck")
+        y = _bn_relu_conv(y, growth_rate, 3, f"{name}_layer{i}_conv")
+        x = keras.layers.Concatenate(name=f"{name}_layer{i}_concat")([x, y])
+    return x
+
+
+def _transition(x: Any, compression: float, name: str) -> Any:
+    """BN-ReLU-Conv 1×1 (keeping ``compression`` of the maps) and average pooling."""
+    import keras
+
+    x = _bn_relu_conv(x, max(1, int(x.shape[-1] * compression)), 1, name)
+    pool = _pool_size(x.shape[1:3])
+    if pool != (1, 1):
+        x = keras.layers.AveragePooling2D(pool, name=f"{name}_pool")(x)
+    return x
+
+
+def _build_densenet(
+    input_shapes: Mapping[str, Sequence[int]],
+    *,
+    task: str,
+    output: str,
+    name: str = "densenet",
+    growth_rate: int = 8,
+    blocks: int = 2,
+    layers_per_block: int = 3,
+    bottleneck: bool = False,
+    compression: float = 0.5,
+    units: Sequence[int] = (64,),
+) -> keras.Model:
+    """The DenseNet of the LLNL report (§2.3, figure 1; ATL-PHYS-PUB-2020-018).
+
+    Three image inputs (EMB1 at full resolution; EMB2 and EMB3 as two
+    channels on the EMB2 grid; the three Tile layers as channels on the
+    TileBar0 grid), each through its own DenseNet of ``blocks`` dense blocks
+    (Huang et al. 2017: BN-ReLU-Conv layers of ``growth_rate`` maps, each fed
+    the concatenation of all earlier maps) separated by transition layers,
+    then global average pooling. The three feature vectors (+ scalars for the
+    regression) are joined and go through a small dense head: two softmax
+    units (categorical cross-entropy) to classify, one linear unit (MSE) to
+    regress, as in the report.
+    """
+    import keras
+
+    inputs = _inputs(input_shapes)
+    features = []
+    for branch, image in _image_inputs(inputs).items():
+        x = keras.layers.Conv2D(
+            2 * growth_rate, 3, padding="same", use_bias=False, name=f"{branch}_stem"
+        )(image)
+        for block in range(blocks):
+            x = _dense_block(x, layers_per_block, growth_rate, bottleneck, f"{branch}_block{block}")
+            if block < blocks - 1:
+                x = _transition(x, compression, f"{branch}_transition{block}")
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{branch}_final_bn")(x)
+        x = keras.layers.Activation("relu", name=f"{branch}_final_relu")(x)
+        features.append(keras.layers.GlobalAveragePooling2D(name=f"{branch}_gap")(x))
+    joined = _with_scalars(_join(features, name="branches"), inputs)
+    hidden = _dense_stack(joined, units)
+    return _model(inputs, _output(hidden, task, output, inputs), name)
+
+
+# ---------------------------------------------------------------------------- registrations
+
+_FORUM = "ATLAS ML forum, Cukierman et al., 'Topo-clustering classification with DNNs' (2017)"
+_PION_ML = "ATLAS pion-ML studies (ATL-PHYS-PUB-2020-018 and its code)"
+
+_register(
+    ModelSpec(
+        "dense_emb2",
+        "EMB2 pixels + cluster energy → Dense 128",
+        _FORUM,
+        layout="flat",
+        layers=("EMB2",),
+        scalars=ENERGY,
+        builder=_build_dense,
+        sizes={"units": (128,)},
+        tiny={"units": (8,)},
+    )
+)
+_register(
+    ModelSpec(
+        "dense3_emb2",
+        "EMB2 pixels + cluster energy → Dense 128-64-32",
+        _FORUM,
+        layout="flat",
+        layers=("EMB2",),
+        scalars=ENERGY,
+        builder=_build_dense,
+        sizes={"units": (128, 64, 32)},
+        tiny={"units": (8, 4)},
+    )
+)
+_register(
+    ModelSpec(
+        "cnn_emb2",
+        "CNN on the EMB2 image alone (no cluster energy)",
+        _FORUM,
+        layers=("EMB2",),
+        builder=_build_cnn,
+        sizes={"filters": (16, 32), "units": (64,)},
+        tiny={"filters": (2,), "units": (4,)},
+    )
+)
+_register(
+    ModelSpec(
+        "dense3_all",
+        "all six layers flattened + cluster energy → Dense 128-64-32",
+        _FORUM,
+        layout="flat",
+        scalars=ENERGY,
+        builder=_build_dense,
+        sizes={"units": (128, 64, 32)},
+        tiny={"units": (8, 4)},
+    )
+)
+_register(
+    ModelSpec(
+        "dense4_all",
+        "all six layers flattened + cluster energy → Dense 512-256-128-64",
+        _FORUM,
+        layout="flat",
+        scalars=ENERGY,
+        builder=_build_dense,
+        sizes={"units": (512, 256, 128, 64)},
+        tiny={"units": (8, 4)},
+    )
+)
+_register(
+    ModelSpec(
+        "per_layer_dense",
+        "a dense network per layer, a small network combining the six layer scores",
+        _PION_ML,
+        builder=_build_per_layer_dense,
+        sizes={"layer_units": (64, 32), "combination_units": (16,)},
+        tiny={"layer_units": (4,), "combination_units": (4,)},
+    )
+)
+_register(
+    ModelSpec(
+        "per_layer_cnn",
+        "multi-input CNN, one convolutional branch per layer, + energy and |η|",
+        _PION_ML,
+        scalars=REGRESSION_SCALARS,
+        builder=_build_cnn,
+        sizes={"filters": (8, 16), "units": (64,)},
+        tiny={"filters": (2,), "units": (4,)},
+    )
+)
+_register(
+    ModelSpec(
+        "densenet",
+        "DenseNet on EMB1, EMB2+EMB3 and Tile; softmax classifier, linear regression",
+        "LLNL-TR-814867 section 2.3 (Heinz et al. 2020); dense blocks of Huang et al. (CVPR 2017)",
+        layout="densenet",
+        output="softmax",
+        builder=_build_densenet,
+        sizes={
+            "growth_rate": 8,
+            "blocks": 2,
+            "layers_per_block": 3,
+            "bottleneck": False,
+            "compression": 0.5,
+            "units": (64,),
+        },
+        tiny={"growth_rate": 2, "blocks": 2, "layers_per_block": 1, "units": (4,)},
+    )
+)
+_register(
+    ModelSpec(
+        "lapp_cnn",
+        "LAPP CNN: selu, He init, 8 % dropout, sigmoid, Adam 1e-4, class weights",
+        "LAPP-LISTIC, Belfkir, 'Machine Learning @ ATLAS-LAPP' (2021)",
+        learning_rate=1e-4,
+        class_weight="balanced",
+        builder=_build_lapp_cnn,
+        sizes={
+            "filters": (16, 32),
+            "units": (128, 64),
+            "dropout": 0.08,
+            "initializer": "he_normal",
+        },
+        tiny={"filters": (2,), "units": (4,)},
+    )
+)
+_register(
+    ModelSpec(
+        "bdt",
+        "gradient-boosted decision trees on the cluster moments (scikit-learn)",
+        "seed 004 (Thais, 'Machine learning in ATLAS', 2017); calotools.baselines",
+        kind="bdt",
+        sizes={"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31},
+        tiny={"max_iter": 10},
+    )
+)
+
+
+# ---------------------------------------------------------------------------- trained models
+
+
+def save_network(network: keras.Model, path: str | os.PathLike) -> Path:
+    """Save a Keras model (with its optimizer state) to ``path``, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    with warnings.catch_warnings():
+        # TensorFlow's variables lack NumPy 2's `copy` keyword in __array__,
+        # which Keras' saving code triggers; harmless, and not ours to fix.
+        warnings.filterwarnings(
+            "ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning
+        )
+        network.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+class KerasModel(artifacts.FolderInfo):
+    """A trained network with its preprocessing: predicts from clusters directly.
+
+    Parameters
+    ----------
+    network
+        The Keras model.
+    preprocessing
+        The fitted recipe it was trained with.
+    name, task
+        Registry name and task.
+    folder
+        Where it was loaded from, if anywhere.
+    """
+
+    kind = "keras"
+
+    def __init__(
+        self,
+        network: keras.Model,
+        preprocessing: Preprocessing,
+        *,
+        name: str,
+        task: Task,
+        folder: str | os.PathLike | None = None,
+    ) -> None:
+        self.network = network
+        self.preprocessing = preprocessing
+        self.name = name
+        self.task = task
+        self.folder = None if folder is None else Path(folder)
+
+    def __repr__(self) -> str:
+        where = f", folder={str(self.folder)!r}" if self.folder else ""
+        return f"KerasModel({self.name!r}, task={self.task!r}{where})"
+
+    @property
+    def branches(self) -> list[str]:
+        """Branches `predict` reads."""
+        return [*self.preprocessing.input_branches, "cluster_E"]
+
+    def predict_inputs(self, inputs: Mapping[str, np.ndarray], *, batch_size: int = 1024):
+        """The network's raw output for preprocessed inputs (see `Preprocessing.transform`)."""
+        expected = {tensor.name for tensor in self.network.inputs}
+        missing = sorted(expected - set(inputs))
+        if missing:
+            msg = f"the model {self.name!r} needs the inputs {missing}; got {sorted(inputs)}"
+            raise ModelError(msg)
+        return self.network.predict(dict(inputs), batch_size=batch_size, verbose=0)
+
+    def predict(self, clusters: Clusters, *, batch_size: int = 1024) -> np.ndarray:
+        """P(π±) for a classifier, the calibrated energy in GeV for a regression.
+
+        The saved preprocessing is applied first; ``clusters`` need its
+        branches (`branches`).
+        """
+        if len(clusters) == 0:
+            return np.zeros(0)
+        raw = np.asarray(
+            self.predict_inputs(self.preprocessing.transform(clusters), batch_size=batch_size)
+        )
+        if self.task == "classify":
+            # Softmax: column 0 is P(π0), column 1 P(π±) (labels π0 = 0, π± = 1).
+            return (raw[:, 1] if raw.shape[-1] == 2 else raw[:, 0]).astype(np.float64)
+        return self.preprocessing.inverse_target(raw, clusters)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> KerasModel:
+        """Restore a model saved by `calotools.training.train`."""
+        import keras
+
+        folder = Path(folder)
+        manifest = artifacts.read_manifest(folder)
+        network = keras.models.load_model(folder / manifest["network"], compile=False)
+        prep = Preprocessing.load(folder / manifest["preprocessing"])
+        return cls(network, prep, name=manifest["name"], task=manifest["task"], folder=folder)
+
+
+def load(folder: str | os.PathLike) -> Any:
+    """Restore any trained calotools model from its folder.
+
+    Returns a `KerasModel`, a `calotools.baselines.BDTModel` or a
+    `calotools.chain.CalibrationChain`; each has ``task`` and
+    ``predict(clusters)`` (P(π±) for classifiers, energy in GeV for
+    regressions).
+    """
+    manifest = artifacts.read_manifest(folder)
+    kind = manifest["kind"]
+    if kind == "keras":
+        return KerasModel.load(folder)
+    if kind == "bdt":
+        from calotools.baselines import BDTModel
+
+        return BDTModel.load(folder)
+    if kind == "chain":
+        from calotools.chain import CalibrationChain
+
+        return CalibrationChain.load(folder)
+    msg = f"{folder}: unknown kind of model {kind!r}"
+    raise artifacts.ArtifactError(msg)
