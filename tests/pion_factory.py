@@ -7,7 +7,8 @@ real pions do, so that a model that learns anything beats random clearly:
 
 - a π0 puts most of its energy in the EM layers (EM fraction ~ Beta(8, 2)), a
   π± most of it in Tile (~ Beta(2, 5)); the pixel fractions of each group sum
-  to that share of the cluster energy;
+  to that share of the cluster energy, and the layers a class deposits little
+  in have fewer cells (Tile for a π0, the EM layers for a π±);
 - the moments follow: ``cluster_ENG_FRAC_EM`` is the EM fraction, the shower
   centre ``cluster_CENTER_LAMBDA`` is deeper for π±, and
   ``cluster_EM_PROBABILITY`` is a noisy EM fraction (the LCW score);
@@ -36,6 +37,11 @@ def pion_clusters(n: int, sample: str, *, seed: int = 0) -> Clusters:
     clusters = random_clusters(n, seed=seed, occupancy=0.2)
     rng = np.random.default_rng([seed, 99])
     em_fraction = rng.beta(8, 2, n) if sample == "pi0" else rng.beta(2, 5, n)
+    # Few cells where a class deposits little: Tile for a π0, EM for a π±.
+    sparse, keep = (TILE_LAYERS, 0.2) if sample == "pi0" else (EM_LAYERS, 0.4)
+    for name in sparse:
+        image = clusters.images[name]
+        image[rng.random(image.shape) > keep] = 0.0
     for group, share in ((EM_LAYERS, em_fraction), (TILE_LAYERS, 1.0 - em_fraction)):
         total = sum(clusters.images[name].reshape(n, -1).sum(axis=1) for name in group)
         factor = np.divide(share, total, out=np.zeros(n), where=total > 0)
