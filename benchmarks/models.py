@@ -253,12 +253,16 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(table.to_string(float_format=lambda x: f"{x:,.3g}"))
             return
+        from threadpoolctl import threadpool_limits
+
         out = args.out / args.results.resolve().name
-        table = classification_results(args, out)
+        with threadpool_limits(args.threads, user_api="openmp"):  # the BDTs
+            table = classification_results(args, out)
         print("\nclassification, test split:")
         print(table.to_string(float_format=lambda x: f"{x:.4f}"))
         for sample in ("pi0", "pipm"):
-            table = regression_results(args, out, sample)
+            with threadpool_limits(args.threads, user_api="openmp"):
+                table = regression_results(args, out, sample)
             print(f"\n{sample} regression, test split:")
             print(table.to_string(float_format=lambda x: f"{x:.3f}"))
 

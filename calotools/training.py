@@ -577,10 +577,10 @@ def train(
         return models.load(out)
     fresh = state["epoch"] == 0 and not (partial / _FILES["split"]).exists()
     if fresh:
+        parts = _make_split(config, data_source)  # bad data fails before a folder is made
         if partial.exists():
             shutil.rmtree(partial)
         (partial / _CHECKPOINT).mkdir(parents=True)
-        parts = _make_split(config, data_source)
         parts.save(partial / _FILES["split"])
         artifacts.write_json(partial / _FILES["training"], config.to_dict())
     else:

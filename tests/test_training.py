@@ -420,9 +420,12 @@ def test_calotools_train_quick_makes_a_model_folder_showing_progress(
 
 def test_calotools_train_says_what_a_data_folder_lacks(data_folder, tmp_path):
     (tmp_path / "pi0.root").write_bytes((data_folder / "pi0.root").read_bytes())
-    args = cli().parse_args(["train", "--model", "bdt", "--data", str(tmp_path)])
+    out = tmp_path / "bdt"
+    args = cli().parse_args(["train", "--model", "bdt", "--data", str(tmp_path), "--out", str(out)])
     with pytest.raises(FileNotFoundError, match=r"lacks .*pipm\.root"):
         args.run(args)
+    assert not out.exists()
+    assert not artifacts.partial_folder(out).exists()
 
 
 def test_calotools_models_lists_the_registry(capsys):
