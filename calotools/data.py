@@ -46,7 +46,7 @@ import numpy as np
 
 from calotools import ntuple
 from calotools.cuts import branches_in, evaluate_cut
-from calotools.ntuple import ChunkReader, Clusters
+from calotools.ntuple import Clusters
 from calotools.preprocessing import evaluate_feature, feature_branch
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "DEFAULT_CUT",
     "DEFAULT_FRACTIONS",
     "SAMPLE_LABELS",
-    "ChunkReader",
     "DataError",
     "FileScan",
     "SampleFile",

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from calotools import baselines as classical
-from calotools import data, metrics
+from calotools import data, metrics, ntuple
 from calotools.ntuple import Clusters
 
 __all__ = [
@@ -58,7 +58,7 @@ def _available(selection: data.Selection) -> set[str]:
     """Branches present in every file of the selection."""
     found: set[str] | None = None
     for number, _ in selection.file_slices():
-        names = set(data.ChunkReader(selection.files[number].path, []).available)
+        names = set(ntuple.ChunkReader(selection.files[number].path, []).available)
         found = names if found is None else found & names
     return found or set()
 

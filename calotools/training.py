@@ -493,7 +493,7 @@ def _train_bdt(
     train_part = parts["train"]
     # Features every file has (the optional moments may be missing from some).
     available = set.intersection(
-        *(set(data.ChunkReader(f.path, []).available) for f in train_part.files)
+        *(set(ntuple.ChunkReader(f.path, []).available) for f in train_part.files)
     )
     features = BDTModel.usable_features(sorted(available))
     truth = ["cluster_ENG_CALIB_TOT"] if config.task == "regress" else []
