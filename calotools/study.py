@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ __all__ = [
     "FULL_MODE_LIMITS",
     "TRAINING",
     "StudyResult",
+    "common_test_split",
     "model_folder",
     "notebooks",
     "predictions_on_test",
@@ -105,17 +106,52 @@ def trained(
     return training.train(name, data, folder, task=task, verbose=verbose, **options)
 
 
-def predictions_on_test(model: Any, *, extra_branches: Sequence[str] = ()) -> pd.DataFrame:
-    """The model's predictions on its own test split, with the labels and ``extra_branches``.
+def _test_split(model: Any) -> Any:
+    from calotools import data
+
+    return data.Split.load(Path(model.folder) / "split.npz")["test"]
+
+
+def common_test_split(models: Iterable[Any]) -> Any:
+    """The largest of the models' test splits, checked to contain all the others.
+
+    `calotools.training` splits the selection first and only then draws
+    ``max_clusters`` from each part, so a capped model's test clusters are a
+    subset of an uncapped model's and none of its training clusters is among
+    them: every model can be compared on the largest test split.
+    """
+    splits = [_test_split(model) for model in models]
+    largest = max(splits, key=len)
+
+    def clusters(selection: Any) -> set[tuple[str, int]]:
+        paths = [str(Path(f.path).resolve()) for f in selection.files]
+        return {
+            (paths[i], int(e)) for i, e in zip(selection.file_index, selection.entry, strict=True)
+        }
+
+    everything = clusters(largest)
+    if any(not clusters(split) <= everything for split in splits):
+        msg = (
+            "the models' test splits are not nested (different data, cuts, samples or seeds); "
+            "compare them on their own test splits instead"
+        )
+        raise ValueError(msg)
+    return largest
+
+
+def predictions_on_test(
+    model: Any, *, extra_branches: Sequence[str] = (), selection: Any = None
+) -> pd.DataFrame:
+    """The model's predictions on its own test split (or on ``selection``).
 
     Returns a table with ``prediction`` (P(π±) or energy in GeV), ``label``
     (π0 = 0, π± = 1) and the branches asked for, one row per test cluster.
     """
-    from calotools import data, evaluation
+    from calotools import evaluation
 
-    split = data.Split.load(Path(model.folder) / "split.npz")
+    selection = _test_split(model) if selection is None else selection
     predictions, table = evaluation.predict_selection(
-        model, split["test"], extra_branches=extra_branches
+        model, selection, extra_branches=extra_branches
     )
     return table.assign(prediction=predictions)
 
