@@ -509,6 +509,14 @@ def _split_sparse(table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndar
     return np.where(too_few, np.nan, values), np.where(too_few, values, np.nan)
 
 
+def _open_markers(ax: Axes, x: np.ndarray, values: np.ndarray, color: Any) -> None:
+    """Draw bins with too few clusters as open markers, apart from the line (if any)."""
+    if np.isfinite(values).any():
+        ax.plot(
+            x, values, marker="o", markersize=4, linestyle="none", fillstyle="none", color=color
+        )
+
+
 def response(
     results: Mapping[str, pd.DataFrame],
     *,
@@ -534,16 +542,7 @@ def response(
         x = _bin_centres(table)
         median, sparse = _split_sparse(table, "median")
         (line,) = ax.plot(x, median, marker="o", markersize=4, label=label)
-        if np.isfinite(sparse).any():
-            ax.plot(
-                x,
-                sparse,
-                marker="o",
-                markersize=4,
-                linestyle="none",
-                fillstyle="none",
-                color=line.get_color(),
-            )
+        _open_markers(ax, x, sparse, line.get_color())
         if band:
             q16, _ = _split_sparse(table, "q16")
             q84, _ = _split_sparse(table, "q84")
@@ -570,16 +569,7 @@ def resolution(
         values, sparse = _split_sparse(table, "resolution")
         errors = table["resolution_err"].to_numpy() if "resolution_err" in table.columns else None
         bars = ax.errorbar(x, values, yerr=errors, marker="o", markersize=4, label=label)
-        if np.isfinite(sparse).any():
-            ax.plot(
-                x,
-                sparse,
-                marker="o",
-                markersize=4,
-                linestyle="none",
-                fillstyle="none",
-                color=bars.lines[0].get_color(),
-            )
+        _open_markers(ax, x, sparse, bars.lines[0].get_color())
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"Resolution $(q_{84} - q_{16}) / (2 \cdot \mathrm{median})$")

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from pion_factory import PIPM_SCALE, pion_clusters, write_pion_samples
-from threadpoolctl import threadpool_limits
 
 from calotools import data, evaluation, metrics, models, ntuple, training
 from calotools.baselines import (
@@ -17,6 +16,8 @@ from calotools.baselines import (
     BDTModel,
 )
 
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
+
 OPTIONAL_MOMENTS = [
     "cluster_SECOND_R",
     "cluster_SECOND_LAMBDA",
@@ -25,13 +26,6 @@ OPTIONAL_MOMENTS = [
     "cluster_ENG_FRAC_EM",
     "cluster_SIGNIFICANCE",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread():
-    """scikit-learn's OpenMP threads stall on a busy two-core machine; one is faster there."""
-    with threadpool_limits(1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")

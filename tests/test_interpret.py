@@ -21,16 +21,7 @@ from network_factory import DECISIVE_PIXEL, limit_threads, trained_one_pixel_mod
 
 from calotools import geometry, interpret
 
-
-@pytest.fixture(autouse=True)
-def _render_and_close_figures():
-    """Render what each test drew (warnings at draw time fail it), then close it."""
-    yield
-    try:
-        for number in plt.get_fignums():
-            plt.figure(number).canvas.draw()
-    finally:
-        plt.close("all")
+pytestmark = pytest.mark.usefixtures("render_and_close_figures")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(scope="module")
-def keras():
-    keras = pytest.importorskip("keras")
-    keras.utils.set_random_seed(0)
-    return keras
-
-
-@pytest.fixture(scope="module")
 def loaders(keras):
     from calotools import loaders
 

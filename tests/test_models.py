@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 from pion_factory import pion_clusters, write_pion_samples
-from threadpoolctl import threadpool_limits
 
 from calotools import geometry, models, training
+
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 # Two cores: TensorFlow should not start a thread pool per core per op.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
@@ -31,20 +32,6 @@ STUDY_MODELS = {
     "bdt",
 }
 CASES = [(name, task) for name in models.available() for task in models.spec(name).tasks]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread():
-    """scikit-learn's OpenMP threads stall on a busy two-core machine; one is faster there."""
-    with threadpool_limits(1, user_api="openmp"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def keras():
-    keras = pytest.importorskip("keras")
-    keras.utils.set_random_seed(0)
-    return keras
 
 
 @pytest.fixture(scope="module")

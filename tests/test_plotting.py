@@ -19,19 +19,7 @@ from matplotlib.collections import PolyCollection, QuadMesh
 from calotools import geometry, metrics, plotting
 from calotools.testing import random_clusters
 
-
-@pytest.fixture(autouse=True)
-def _render_and_close_figures():
-    """Render what each test drew (warnings at draw time fail it), then close it.
-
-    Closing matters too: more than 20 open figures is a warning, hence an error.
-    """
-    yield
-    try:
-        for number in plt.get_fignums():
-            plt.figure(number).canvas.draw()
-    finally:
-        plt.close("all")
+pytestmark = pytest.mark.usefixtures("render_and_close_figures")
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from pion_factory import PIPM_SCALE, pion_clusters, write_pion_samples
-from threadpoolctl import threadpool_limits
 
 from calotools import artifacts, data, metrics, models, ntuple, training
 from calotools.chain import CalibrationChain, ChainError
+
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
@@ -26,20 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 #: A small dense network on all layers: learns the synthetic pions in a few epochs.
 SMALL = {"model": "dense3_all", "model_kwargs": {"units": (16, 8)}, "batch_size": 128}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread():
-    """scikit-learn's OpenMP threads stall on a busy two-core machine; one is faster there."""
-    with threadpool_limits(1, user_api="openmp"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def keras():
-    keras = pytest.importorskip("keras")
-    keras.utils.set_random_seed(0)
-    return keras
 
 
 @pytest.fixture(scope="module")
