@@ -35,11 +35,21 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        msg = f"must be at least 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from calotools import samples
 
     if args.default is not None:
-        data = samples.make_default(args.default, n_events=args.n, seed=args.seed)
+        data = samples.make_default(
+            args.default, n_events=args.n, seed=args.seed, workers=args.workers
+        )
         print(f"default data set in {data.folder}")
         return 0
     if args.sample is None or args.out is None:
@@ -54,6 +64,7 @@ def _simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         lcw=args.lcw,
         simulation={"e_min": args.e_min, "e_max": args.e_max},
+        workers=args.workers,
     )
     return 0
 
@@ -95,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--lcw", help="LCW tables to apply (from --default DIR/lcw_tables.npz)")
     simulate.add_argument("--e-min", type=float, default=0.2, help="lowest energy, GeV")
     simulate.add_argument("--e-max", type=float, default=2000.0, help="highest energy, GeV")
+    simulate.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="worker processes (default: one per CPU core); the output is the same for any number",
+    )
     simulate.add_argument(
         "--default",
         metavar="DIR",

@@ -19,9 +19,11 @@ import datetime
 import hashlib
 import json
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -156,6 +158,26 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold SIGINT back while worker processes are forked, then deliver it.
+
+    A Ctrl-C that lands in one of the interpreter's at-fork hooks is printed as
+    "Exception ignored" and lost, and the run would go on to the end. Held
+    back, it arrives as a KeyboardInterrupt once the workers exist; the workers
+    inherit the blocked signal, so only this process answers Ctrl-C and shuts
+    the pool down.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no fork, nothing to hold
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _reconstructed(
     job: _Job, progress: bool, label: str, workers: int
 ) -> Iterator[tuple[Clusters, pd.DataFrame | None]]:
@@ -179,7 +201,9 @@ def _reconstructed(
             return
         pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(job,))
         try:
-            pending = deque(pool.submit(_run, task) for task in islice(tasks, 2 * workers))
+            # The first submissions fork the workers; see `_ctrl_c_held`.
+            with _ctrl_c_held():
+                pending = deque(pool.submit(_run, task) for task in islice(tasks, 2 * workers))
             while pending:
                 clusters, cells, n = pending.popleft().result()
                 for task in islice(tasks, 1):

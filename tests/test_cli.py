@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from calotools import cli
 
 
@@ -32,3 +34,11 @@ def test_python_dash_m_runs_the_same_command():
         [sys.executable, "-m", "calotools", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("calotools ")
+
+
+def test_simulate_rejects_zero_workers(capsys):
+    """`--workers 0` is refused by name before any work starts."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["simulate", "--sample", "pi0", "--out", "never.root", "--workers", "0"])
+    assert stopped.value.code == 2
+    assert "--workers: must be at least 1, got 0" in capsys.readouterr().err

@@ -144,30 +144,27 @@ def test_same_seed_same_data(tmp_path):
         np.testing.assert_array_equal(first.images[name], second.images[name])
 
 
-def test_interrupted_simulation_leaves_no_file(tmp_path):
-    """Ctrl-C in the middle of `calotools simulate` leaves neither a file nor a temporary."""
+# Ctrl-C right when the output file appears lands while the worker processes are
+# forked (where Python would lose it); two seconds later, while batches are computed.
+@pytest.mark.parametrize("delay", [0.0, 2.0], ids=["while-workers-start", "while-computing"])
+def test_interrupted_simulation_leaves_no_file(tmp_path, delay):
+    """Ctrl-C in the middle of `calotools simulate` stops it, leaving no file and no temporary."""
     out = tmp_path / "pipm.root"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "calotools",
-            "simulate",
-            "--sample",
-            "pipm",
-            "--n",
-            "500000",
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not any(tmp_path.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.1)  # wait until writing has started
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    command = [sys.executable, "-m", "calotools", "simulate", "--sample", "pipm"]
+    command += ["--n", "500000", "--workers", "2", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(tmp_path.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait until writing has started
+        assert any(tmp_path.iterdir()), "calotools simulate wrote nothing within 60 s"
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        # 500k π± events take minutes; stopping takes the batches in flight, seconds.
+        process.wait(timeout=60)
+    finally:
+        process.kill()  # no-op when it has stopped; never leave it running into other tests
+        process.wait()
     assert process.returncode != 0
     assert list(tmp_path.iterdir()) == []
 
