@@ -19,6 +19,8 @@ The modules, in the order data flows through them:
   `calotools.chain`, `calotools.evaluation`: the studies' networks and the
   classical baselines, trained into self-describing folders, and the
   classify-then-calibrate chain;
+- `calotools.backend`: Keras on TensorFlow, imported once, its start-up log
+  lines kept to ``TF_CPP_MIN_LOG_LEVEL``;
 - `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
 - `calotools.plotting`: ATLAS-style figures of all of the above;
 - `calotools.interpret`: what a network learned (activation, correlation maps);
@@ -42,6 +44,7 @@ except ImportError:  # running from a source tree that was never installed
 __all__ = [
     "__version__",
     "artifacts",
+    "backend",
     "baselines",
     "calibration",
     "cells",
@@ -73,6 +76,7 @@ __all__ = [
 if TYPE_CHECKING:
     from calotools import (
         artifacts,
+        backend,
         baselines,
         calibration,
         cells,

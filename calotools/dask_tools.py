@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from calotools import ntuple
+from calotools import backend, ntuple
 from calotools.cuts import branches_in
 from calotools.data import (
     DEFAULT_CUT,
@@ -230,7 +230,7 @@ def _keras_model(path: str) -> tuple[Any, threading.Lock]:
     key = (path, Path(path).stat().st_mtime)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            import keras
+            keras = backend.keras()
 
             _MODELS[key] = (keras.models.load_model(path, compile=False), threading.Lock())
         return _MODELS[key]

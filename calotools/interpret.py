@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from calotools import backend
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -148,7 +150,7 @@ def layer_activations(
     layer_name
         A layer of ``model`` (see `hidden_layer_names`).
     """
-    import keras
+    keras = backend.keras()
 
     layer = _get_layer(model, layer_name)
     output = layer.output
@@ -339,7 +341,7 @@ def correlation_maps(images: LayerImages | Any, output: np.ndarray) -> dict[str,
 
 
 def _conv_layer(model: Any, layer_name: str | None) -> Any:
-    import keras
+    keras = backend.keras()
 
     if layer_name is not None:
         layer = _get_layer(model, layer_name)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calotools import ntuple
+from calotools import backend, ntuple
 from calotools.cuts import branches_in
 from calotools.data import (
     DEFAULT_CUT,
@@ -688,7 +688,7 @@ def __getattr__(name: str) -> type:
     if name not in _CORES:
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)
-    import keras
+    keras = backend.keras()
 
     cls = type(
         name,

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from calotools import artifacts, geometry
+from calotools import artifacts, backend, geometry
 from calotools.ntuple import Clusters
 from calotools.preprocessing import FLAT_INPUT, SCALARS_INPUT, Preprocessing
 
@@ -255,7 +255,7 @@ def compile_model(
     categorical cross-entropy, written for integer labels (the sparse form,
     identical to the one-hot form); regressions the mean squared error.
     """
-    import keras
+    keras = backend.keras()
 
     model_spec = spec(name)
     if task == "regress":
@@ -280,7 +280,7 @@ def compile_model(
 
 
 def _inputs(input_shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
-    import keras
+    keras = backend.keras()
 
     return {name: keras.Input(tuple(shape), name=name) for name, shape in input_shapes.items()}
 
@@ -290,7 +290,7 @@ def _image_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _join(tensors: Sequence[Any], name: str | None = None) -> Any:
-    import keras
+    keras = backend.keras()
 
     return tensors[0] if len(tensors) == 1 else keras.layers.Concatenate(name=name)(list(tensors))
 
@@ -311,7 +311,7 @@ def _dense_stack(
     dropout: float = 0.0,
     prefix: str = "dense",
 ) -> Any:
-    import keras
+    keras = backend.keras()
 
     for i, n in enumerate(units):
         x = keras.layers.Dense(
@@ -324,7 +324,7 @@ def _dense_stack(
 
 def _output(x: Any, task: str, output: str, *, initializer: str = "glorot_uniform") -> Any:
     """The head: P(π±) (sigmoid or two-way softmax), or one linear energy unit."""
-    import keras
+    keras = backend.keras()
 
     if task == "regress":
         return keras.layers.Dense(1, kernel_initializer=initializer, name=ENERGY_OUTPUT)(x)
@@ -346,7 +346,7 @@ def _pool_size(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def _model(inputs: Mapping[str, Any], output: Any, name: str) -> keras.Model:
-    import keras
+    keras = backend.keras()
 
     return keras.Model(inputs=dict(inputs), outputs=output, name=name)
 
@@ -384,7 +384,7 @@ def _build_per_layer_dense(
     which gives the same architecture in one fit. The per-layer scores are
     named ``score_<layer>`` (sigmoid for classification, linear for regression).
     """
-    import keras
+    keras = backend.keras()
 
     inputs = _inputs(input_shapes)
     scores = []
@@ -411,7 +411,7 @@ def _conv_branch(
     dropout: float = 0.0,
 ) -> Any:
     """Conv 3×3 → pool, once per entry of ``filters``, then flatten."""
-    import keras
+    keras = backend.keras()
 
     x = image
     for i, n in enumerate(filters):
@@ -505,7 +505,7 @@ BN_MOMENTUM = 0.9
 
 
 def _bn_relu_conv(x: Any, filters: int, kernel: int, name: str) -> Any:
-    import keras
+    keras = backend.keras()
 
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
@@ -516,7 +516,7 @@ def _bn_relu_conv(x: Any, filters: int, kernel: int, name: str) -> Any:
 
 def _dense_block(x: Any, n_layers: int, growth_rate: int, bottleneck: bool, name: str) -> Any:
     """Huang et al. (2017): every layer sees the feature maps of all layers before it."""
-    import keras
+    keras = backend.keras()
 
     for i in range(n_layers):
         y = x
@@ -529,7 +529,7 @@ def _dense_block(x: Any, n_layers: int, growth_rate: int, bottleneck: bool, name
 
 def _transition(x: Any, compression: float, name: str) -> Any:
     """BN-ReLU-Conv 1×1 (keeping ``compression`` of the maps) and average pooling."""
-    import keras
+    keras = backend.keras()
 
     x = _bn_relu_conv(x, max(1, int(x.shape[-1] * compression)), 1, name)
     pool = _pool_size(x.shape[1:3])
@@ -563,7 +563,7 @@ def _build_densenet(
     units (categorical cross-entropy) to classify, one linear unit (MSE) to
     regress, as in the report.
     """
-    import keras
+    keras = backend.keras()
 
     inputs = _inputs(input_shapes)
     features = []
@@ -805,7 +805,7 @@ class KerasModel(artifacts.FolderInfo):
     @classmethod
     def load(cls, folder: str | os.PathLike) -> KerasModel:
         """Restore a model saved by `calotools.training.train`."""
-        import keras
+        keras = backend.keras()
 
         folder = Path(folder)
         manifest = artifacts.read_manifest(folder)

@@ -51,7 +51,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from calotools import artifacts, data, evaluation, models, ntuple
+from calotools import artifacts, backend, data, evaluation, models, ntuple
 from calotools.preprocessing import Preprocessing, feature_branch
 
 __all__ = [
@@ -329,7 +329,7 @@ def _run_state_callback(
     the checkpoint after every epoch. (Keras' own EarlyStopping and
     ReduceLROnPlateau reset their counters at the start of every ``fit``.)
     """
-    import keras
+    keras = backend.keras()
 
     class RunState(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -445,7 +445,7 @@ def _train_keras(
     verbose: int | str,
     log: Callable[[str], None],
 ) -> models.KerasModel:
-    import keras
+    keras = backend.keras()
 
     done = state["epoch"]
     # Seeded by the epoch too, so a resumed run does not replay the first epochs' draws.
