@@ -97,7 +97,9 @@ def dask_client(
         "TF_NUM_INTRAOP_THREADS": threads,
         "TF_NUM_INTEROP_THREADS": "1",
         "OMP_NUM_THREADS": threads,
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get(
+            "TF_CPP_MIN_LOG_LEVEL", backend.DEFAULT_TF_LOG_LEVEL
+        ),
     }
     options: dict[str, Any] = {"dashboard_address": ":0"}
     if processes:

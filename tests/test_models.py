@@ -187,3 +187,22 @@ def test_a_softmax_classifier_reports_column_one_as_p_pipm(keras):
     network = keras.Model(inputs, keras.layers.Softmax()(logits))
     model = models.KerasModel(network, prep, name="densenet", task="classify")
     np.testing.assert_allclose(model.predict(pion_clusters(5, "pi0")), 0.75, rtol=1e-6)
+
+
+def test_predictions_are_the_networks_own_for_any_count_with_one_trace(keras):
+    """Whole batches plus a padded last one: the same numbers, and one trace for every count."""
+    prep = models.spec("dense_emb2").preprocessing("classify").fit(pion_clusters(10, "pi0"))
+    network = models.build("dense_emb2", "classify", prep)
+    model = models.KerasModel(network, prep, name="dense_emb2", task="classify")
+    rng = np.random.default_rng(3)
+    inputs = {
+        name: rng.random((700, *shape), dtype=np.float32)
+        for name, shape in prep.input_shapes.items()
+    }
+    expected = np.asarray(network(inputs, training=False))
+    for n in (700, 256, 37):  # 2 whole batches + 188; exactly one; a short one only
+        part = {name: value[:n] for name, value in inputs.items()}
+        np.testing.assert_allclose(
+            model.predict_inputs(part, batch_size=256), expected[:n], rtol=1e-5, atol=1e-6
+        )
+    assert network.predict_function.experimental_get_tracing_count() == 1
