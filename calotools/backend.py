@@ -8,6 +8,9 @@ notebook that trains a model. `keras` imports TensorFlow and Keras with the
 C-level stderr sent to a temporary file, then writes back every line that
 ``TF_CPP_MIN_LOG_LEVEL`` lets through and everything that is not a log line,
 unchanged. Every calotools function that needs Keras gets it from here.
+
+`predict` runs a network in whole batches only, so that Keras traces its
+predict step once per network, whatever the number of clusters.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
 
-__all__ = ["DEFAULT_TF_LOG_LEVEL", "kept_startup_lines", "keras"]
+import numpy as np
+
+__all__ = ["DEFAULT_TF_LOG_LEVEL", "kept_startup_lines", "keras", "predict"]
 
 #: ``TF_CPP_MIN_LOG_LEVEL`` when the user has not set one: 2 shows errors only
 #: (0 all, 1 no INFO, 3 no errors either), as ``make`` and the Dask workers use.
@@ -110,3 +117,30 @@ def keras() -> ModuleType:
     import keras
 
     return keras
+
+
+def _padded(array: np.ndarray, length: int) -> np.ndarray:
+    """``array`` with zero rows appended up to ``length`` rows."""
+    padding = np.zeros((length - len(array), *array.shape[1:]), dtype=array.dtype)
+    return np.concatenate([np.asarray(array), padding])
+
+
+def predict(network: Any, inputs: Mapping[str, np.ndarray], *, batch_size: int) -> np.ndarray:
+    """``network.predict(inputs)`` in whole batches: the rest is padded to one, then cut off.
+
+    Keras traces its predict step once per batch shape, so a short last batch
+    is a second trace for every new number of clusters, and TensorFlow's
+    "frequent retracing" warning counts the traces of all Keras networks
+    together. The whole batches are passed as views, without a copy.
+    """
+    inputs = dict(inputs)
+    n = len(next(iter(inputs.values())))
+    whole = n - n % batch_size
+    parts = []
+    if whole:
+        head = {key: value[:whole] for key, value in inputs.items()}
+        parts.append(network.predict(head, batch_size=batch_size, verbose=0))
+    if whole < n:
+        tail = {key: _padded(value[whole:], batch_size) for key, value in inputs.items()}
+        parts.append(network.predict(tail, batch_size=batch_size, verbose=0)[: n - whole])
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]

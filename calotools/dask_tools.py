@@ -243,7 +243,7 @@ def _run_model(model: Model, inputs: dict[str, np.ndarray], batch_size: int) -> 
         keras_model, lock = _keras_model(os.fspath(model))
         # Worker threads of one process share the model; Keras predict is not re-entrant.
         with lock:
-            output = keras_model.predict(inputs, batch_size=batch_size, verbose=0)
+            output = backend.predict(keras_model, inputs, batch_size=batch_size)
     else:
         output = model(inputs)
     output = np.asarray(output)

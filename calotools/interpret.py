@@ -162,8 +162,7 @@ def layer_activations(
     # model.input keeps the structure the model was built with (a dict of
     # named inputs), so the sub-model takes the same `inputs` as the model.
     sub_model = keras.Model(model.input, output)
-    activations = sub_model.predict(inputs, batch_size=batch_size, verbose=0)
-    return np.asarray(activations)
+    return np.asarray(backend.predict(sub_model, inputs, batch_size=batch_size))
 
 
 def top_activation_means(

@@ -736,12 +736,6 @@ def save_network(network: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
-def _padded(array: np.ndarray, length: int) -> np.ndarray:
-    """``array`` with zero rows appended up to ``length`` rows."""
-    padding = np.zeros((length - len(array), *array.shape[1:]), dtype=array.dtype)
-    return np.concatenate([np.asarray(array), padding])
-
-
 class KerasModel(artifacts.FolderInfo):
     """A trained network with its preprocessing: predicts from clusters directly.
 
@@ -790,22 +784,7 @@ class KerasModel(artifacts.FolderInfo):
         if missing:
             msg = f"the model {self.name!r} needs the inputs {missing}; got {sorted(inputs)}"
             raise ModelError(msg)
-        # Keras traces its predict step once per batch shape: a short last
-        # batch would be a second trace for every call on a new number of
-        # clusters (and, over a few models, TensorFlow's "frequent retracing"
-        # warning, which counts every Keras model together). The whole batches
-        # go as views; the rest is padded to one whole batch and cut off again.
-        inputs = dict(inputs)
-        n = len(next(iter(inputs.values())))
-        whole = n - n % batch_size
-        parts = []
-        if whole:
-            head = {key: value[:whole] for key, value in inputs.items()}
-            parts.append(self.network.predict(head, batch_size=batch_size, verbose=0))
-        if whole < n:
-            tail = {key: _padded(value[whole:], batch_size) for key, value in inputs.items()}
-            parts.append(self.network.predict(tail, batch_size=batch_size, verbose=0)[: n - whole])
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return backend.predict(self.network, inputs, batch_size=batch_size)
 
     def predict(self, clusters: Clusters, *, batch_size: int = 1024) -> np.ndarray:
         """P(π±) for a classifier, the calibrated energy in GeV for a regression.
