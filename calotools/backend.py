@@ -140,7 +140,7 @@ def predict(network: Any, inputs: Mapping[str, np.ndarray], *, batch_size: int) 
     if whole:
         head = {key: value[:whole] for key, value in inputs.items()}
         parts.append(network.predict(head, batch_size=batch_size, verbose=0))
-    if whole < n:
+    if whole < n or n == 0:  # no clusters: one padded batch gives the empty output's shape
         tail = {key: _padded(value[whole:], batch_size) for key, value in inputs.items()}
         parts.append(network.predict(tail, batch_size=batch_size, verbose=0)[: n - whole])
     return np.concatenate(parts) if len(parts) > 1 else parts[0]

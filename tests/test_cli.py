@@ -36,9 +36,16 @@ def test_python_dash_m_runs_the_same_command():
     assert result.stdout.startswith("calotools ")
 
 
-def test_simulate_rejects_zero_workers(capsys):
-    """`--workers 0` is refused by name before any work starts."""
+@pytest.mark.parametrize(
+    ("workers", "message"),
+    [
+        ("0", "must be at least 1, got 0"),
+        ("two", "expected a whole number of at least 1, got 'two'"),
+    ],
+)
+def test_simulate_rejects_a_bad_worker_count(capsys, workers, message):
+    """`--workers 0` or `--workers two` is refused by name before any work starts."""
     with pytest.raises(SystemExit) as stopped:
-        cli.main(["simulate", "--sample", "pi0", "--out", "never.root", "--workers", "0"])
+        cli.main(["simulate", "--sample", "pi0", "--out", "never.root", "--workers", workers])
     assert stopped.value.code == 2
-    assert "--workers: must be at least 1, got 0" in capsys.readouterr().err
+    assert f"--workers: {message}" in capsys.readouterr().err

@@ -206,3 +206,5 @@ def test_predictions_are_the_networks_own_for_any_count_with_one_trace(keras):
             model.predict_inputs(part, batch_size=256), expected[:n], rtol=1e-5, atol=1e-6
         )
     assert network.predict_function.experimental_get_tracing_count() == 1
+    empty = {name: value[:0] for name, value in inputs.items()}
+    assert model.predict_inputs(empty, batch_size=256).shape == (0, *expected.shape[1:])
