@@ -4,7 +4,7 @@ Prints events/s and clusters/s for each step (cells → clusters → moments →
 images) on π0 and π± batches, and, as the baseline in the same run, one
 ``scipy.sparse.csgraph.connected_components`` call on the same batch's graph of
 growing cells (the least any batch topo-clustering must do). Events come from
-`calotools.simulation` when it is there, else from toy showers made here.
+`calotools.sim.simulation` when it is there, else from toy showers made here.
 Target (issue "Simulation, part 2"): clustering + moments + images
 ≥ 2,500 events/s, so that with the simulation the chain passes 1,000 events/s.
 
@@ -24,12 +24,12 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from calotools import geometry
-from calotools.cells import CellBatch, LayerCells, Window
-from calotools.clustering import ClusteringConfig, neighbour_edges, topo_cluster
-from calotools.images import cluster_images
-from calotools.moments import cluster_moments
+from calotools.sim.cells import CellBatch, LayerCells, Window
+from calotools.sim.clustering import ClusteringConfig, neighbour_edges, topo_cluster
+from calotools.sim.images import cluster_images
+from calotools.sim.moments import cluster_moments
 
-# Toy showers, only when calotools.simulation is missing: Cauchy-like lateral
+# Toy showers, only when calotools.sim.simulation is missing: Cauchy-like lateral
 # profiles with fixed layer shares, noise of physics-spec.md section 2.
 _TOY_NOISE = {"PreSamplerB": 0.03, "EMB1": 0.015, "EMB2": 0.025, "EMB3": 0.02}
 _TOY_SHARES = {
@@ -76,14 +76,15 @@ def make_batch(
 ) -> tuple[CellBatch, float, str]:
     """A batch, the seconds the simulation took (nan for toys), and its source."""
     try:
-        from calotools.simulation import SimulationConfig, simulate_batch
+        from calotools.sim.config import SimulationConfig
+        from calotools.sim.simulation import simulate_batch
     except ImportError:
         return toy_batch(particle, n, energy, seed), float("nan"), "toy showers"
     spectrum = {} if energy is None else {"e_min": energy, "e_max": energy}
     config = SimulationConfig(particle=particle, n_events=n, seed=seed, **spectrum)
     start = time.perf_counter()
     batch = simulate_batch(config, 0, n)
-    return batch, time.perf_counter() - start, "calotools.simulation"
+    return batch, time.perf_counter() - start, "calotools.sim.simulation"
 
 
 def growing_cell_graph(batch: CellBatch, config: ClusteringConfig) -> sparse.csr_matrix:

@@ -1,6 +1,6 @@
 """Benchmark: events/s of the cell-level fast simulation for π0 and π±.
 
-Prints, for each particle, the wall time and events/s of `calotools.simulation`
+Prints, for each particle, the wall time and events/s of `calotools.sim.simulation`
 over the default spectrum (0.2–2000 GeV, noise on, default 0.8 × 0.8 window of
 4,000 cells) and, as the baseline measured in the same run, the time of only
 drawing one float32 standard normal per window cell of every event, the
@@ -8,7 +8,7 @@ irreducible cost of noise: the ratio says how much the physics costs on top.
 Target (simulation issue, part 1): ≥ 2,000 events/s on a 2-core machine.
 
 Then the whole production chain, cells → topo-clusters → moments and images →
-LCW → ntuple file (`calotools.samples.make_sample`), in events/s for π0 and
+LCW → ntuple file (`calotools.sim.samples.make_sample`), in events/s for π0 and
 π±, against the same baseline. Target (part 2): ≥ 1,000 events/s.
 ``--memory N`` also writes an N-event π± file in a subprocess and prints its
 peak resident memory (target: under 2 GB for 1M events).
@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from calotools import samples
-from calotools.cells import Window
-from calotools.simulation import SimulationConfig, simulate
+from calotools.sim import samples
+from calotools.sim.cells import Window
+from calotools.sim.config import SimulationConfig
+from calotools.sim.simulation import simulate
 
 
 def simulate_all(config: SimulationConfig) -> int:
@@ -73,7 +74,7 @@ def produce(sample: str, n_events: int, folder: Path, lcw: Path) -> None:
 def peak_memory_gb(n_events: int, folder: Path, lcw: Path) -> float:
     """Peak RSS of a fresh process writing an ``n_events`` π± file."""
     code = (
-        "import sys; from pathlib import Path; from calotools import samples; "
+        "import sys; from pathlib import Path; from calotools.sim import samples; "
         "samples.make_sample('pipm', Path(sys.argv[1]), n_events=int(sys.argv[2]), "
         "lcw=sys.argv[3], progress=False, log=lambda _: None)"
     )

@@ -1,31 +1,28 @@
 """calotools: machine learning on ATLAS-like calorimeter topo-cluster images.
 
-The modules, in the order data flows through them:
+The package has two halves that meet in a shared contract:
 
-- `calotools.geometry`: the barrel layers, cells and image window;
-- `calotools.simulation` (with `calotools.showers`): the fast shower
-  simulation, filling the window cells of `calotools.cells`;
-- `calotools.clustering`, `calotools.moments`, `calotools.images`: ATLAS 4-2-0
-  topo-clustering, cluster moments and the MLTree layer images;
-- `calotools.calibration`: the LCW-style classification and calibration;
-- `calotools.reconstruction`, `calotools.samples`: cells → clusters → LCW →
-  ntuple files, and the default data set (``calotools simulate``);
-- `calotools.ntuple`: read and write MLTree ``ClusterTree`` ntuples;
-- `calotools.cuts`: selections as expressions on branch names;
-- `calotools.data`, `calotools.preprocessing`, `calotools.loaders`: samples,
-  labels and splits; model inputs as data; in-memory and streaming loaders;
-- `calotools.dask_tools`: selection and inference over many files with Dask;
-- `calotools.models`, `calotools.baselines`, `calotools.training`,
-  `calotools.chain`, `calotools.evaluation`: the studies' networks and the
-  classical baselines, trained into self-describing folders, and the
-  classify-then-calibrate chain;
-- `calotools.backend`: Keras on TensorFlow, imported once, its start-up log
-  lines kept to ``TF_CPP_MIN_LOG_LEVEL``;
-- `calotools.metrics`: ROC, rejection, cutoff-p scans, binned response;
-- `calotools.plotting`: ATLAS-style figures of all of the above;
-- `calotools.interpret`: what a network learned (activation, correlation maps);
-- `calotools.widgets`: ipywidgets explorers over the pure functions above;
-- `calotools.study`: the study's models, and running it end to end (``make demo``).
+- `calotools.sim`: the detector simulation and reconstruction that make the
+  default data set (showers, cells, topo-clustering, moments, images, the
+  LCW-style calibration, samples on disk);
+- the contract both halves share: `calotools.geometry` (the barrel layers,
+  cells and image window), `calotools.ntuple` (MLTree ``ClusterTree`` files,
+  TTree or RNTuple) and `calotools.cuts` (selections and features as
+  expressions on branch names);
+- the analysis layer, in the order data flows through it: `calotools.data`
+  (samples, selections, splits), `calotools.preprocessing` (model inputs as
+  data), `calotools.loaders` (in memory or streamed), `calotools.models`,
+  `calotools.baselines` and `calotools.chain` (the studies' networks, the
+  classical references, classify-then-calibrate), `calotools.loading` (any
+  saved model), `calotools.training`, `calotools.evaluation`,
+  `calotools.metrics`, `calotools.plotting`, `calotools.interpret` (what a
+  network learned), `calotools.widgets`, `calotools.dask_tools`,
+  `calotools.study` and `calotools.cli`.
+
+Helpers every layer may use: `calotools.errors` (the error classes),
+`calotools.atomic` (files and folders written whole or not at all),
+`calotools.extras` (optional dependencies), `calotools.artifacts` (the model
+folder), `calotools.backend` (Keras, imported once) and `calotools.version`.
 
 Submodules are imported on first use, so ``import calotools`` stays fast and
 does not pull in TensorFlow.
@@ -36,38 +33,34 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-try:
-    from calotools._version import __version__
-except ImportError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from calotools import _deprecated
+from calotools.version import __version__
 
 __all__ = [
     "__version__",
     "artifacts",
+    "atomic",
     "backend",
     "baselines",
-    "calibration",
-    "cells",
     "chain",
-    "clustering",
+    "cli",
     "cuts",
     "dask_tools",
     "data",
+    "errors",
     "evaluation",
+    "extras",
     "geometry",
-    "images",
     "interpret",
     "loaders",
+    "loading",
     "metrics",
     "models",
-    "moments",
     "ntuple",
     "plotting",
+    "predictor",
     "preprocessing",
-    "reconstruction",
-    "samples",
-    "showers",
-    "simulation",
+    "sim",
     "study",
     "training",
     "widgets",
@@ -76,38 +69,40 @@ __all__ = [
 if TYPE_CHECKING:
     from calotools import (
         artifacts,
+        atomic,
         backend,
         baselines,
-        calibration,
-        cells,
         chain,
-        clustering,
+        cli,
         cuts,
         dask_tools,
         data,
+        errors,
         evaluation,
+        extras,
         geometry,
-        images,
         interpret,
         loaders,
+        loading,
         metrics,
         models,
-        moments,
         ntuple,
         plotting,
+        predictor,
         preprocessing,
-        reconstruction,
-        samples,
-        showers,
-        simulation,
+        sim,
         study,
         training,
         widgets,
     )
 
+# calotools 0.1 had the simulation modules at the top level: keep those paths for a release.
+_deprecated.install()
+_MOVED = {old.rpartition(".")[2] for old in _deprecated.MOVED_MODULES}
 
-def __getattr__(name: str):
-    if name in __all__:
+
+def __getattr__(name: str) -> object:
+    if name in __all__ or name in _MOVED:
         return importlib.import_module(f"calotools.{name}")
     msg = f"module 'calotools' has no attribute {name!r}"
     raise AttributeError(msg)

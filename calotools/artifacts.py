@@ -3,11 +3,11 @@
 Every trained object of calotools (a Keras network, a boosted decision tree, a
 classify-then-calibrate chain) is a folder with a ``model.json`` manifest that
 says what it is, next to the files that make it up and say how it was made
-(``versions.json``, the preprocessing, the split). `calotools.models.load`
+(``versions.json``, the preprocessing, the split). `calotools.loading.load`
 reads the manifest and hands the folder to the class that knows its kind.
 
 Folders are written under a temporary name beside their final one and renamed
-when complete, so a folder with the final name is always whole.
+when complete (`calotools.atomic`), so a folder with the final name is always whole.
 """
 
 from __future__ import annotations
@@ -16,23 +16,27 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from calotools import atomic
+from calotools.atomic import partial_folder
+from calotools.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from calotools.data import Split
 
 __all__ = [
     "MANIFEST",
     "ArtifactError",
     "FolderInfo",
-    "commit_folder",
-    "partial_folder",
     "read_json",
     "read_manifest",
     "software_versions",
@@ -56,10 +60,6 @@ _PACKAGES = (
 )
 
 
-class ArtifactError(ValueError):
-    """A folder that is not (or not a complete) calotools model, with the reason."""
-
-
 def to_json_ready(value: Any) -> Any:
     """``value`` with NumPy scalars and arrays as Python numbers and lists, NaN as None."""
     if isinstance(value, Mapping):
@@ -80,11 +80,7 @@ def to_json_ready(value: Any) -> Any:
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:
     """Write ``value`` as indented JSON, atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(to_json_ready(value), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic.write_text(path, json.dumps(to_json_ready(value), indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -159,34 +155,9 @@ class FolderInfo:
         return None if path is None else read_json(path)
 
     @property
-    def split(self) -> Any:
+    def split(self) -> Split | None:
         """The `calotools.data.Split` the model was trained on, or None."""
-        from calotools.data import Split
+        from calotools import data
 
         path = self._file("split")
-        return None if path is None else Split.load(path)
-
-
-def partial_folder(folder: str | os.PathLike) -> Path:
-    """Where a folder is written before it is complete: ``.NAME.partial`` beside it."""
-    folder = Path(folder)
-    return folder.with_name(f".{folder.name}.partial")
-
-
-def commit_folder(partial: str | os.PathLike, folder: str | os.PathLike) -> Path:
-    """Give a complete folder its final name, replacing an older version if there is one.
-
-    The older version is moved aside before the rename and deleted after it, so
-    that an interruption leaves either the old or the new folder under the
-    final name (and never a mixture).
-    """
-    partial, folder = Path(partial), Path(folder)
-    old = folder.with_name(f".{folder.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if folder.exists():
-        folder.replace(old)
-    partial.replace(folder)
-    if old.exists():
-        shutil.rmtree(old)
-    return folder
+        return None if path is None else data.Split.load(path)

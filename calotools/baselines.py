@@ -8,7 +8,7 @@
   tasks: `BDTModel`, scikit-learn's histogram gradient boosting. Trained by
   `calotools.training.train` (``model="bdt"``) on the same splits as the
   networks, and saved as a model folder (``model.joblib`` + manifest) that
-  `calotools.models.load` restores.
+  `calotools.loading.load` restores.
 
 All have ``task``, ``branches`` and ``predict(clusters)`` like a trained
 network: P(π±) for classifiers, the energy in GeV for regressions.
@@ -30,9 +30,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from calotools import artifacts
+from calotools import artifacts, atomic
+from calotools.cuts import evaluate_feature, feature_branch
+from calotools.errors import BaselineError
 from calotools.ntuple import Clusters
-from calotools.preprocessing import evaluate_feature, feature_branch
 
 __all__ = [
     "BDT_FEATURES",
@@ -64,10 +65,6 @@ BDT_FEATURES: tuple[str, ...] = (
     "cluster_SIGNIFICANCE",
 )
 _JOBLIB = "model.joblib"
-
-
-class BaselineError(ValueError):
-    """Inputs a baseline cannot use, with the reason."""
 
 
 def _column(clusters: Clusters, branch: str) -> np.ndarray:
@@ -249,7 +246,8 @@ class BDTModel(artifacts.FolderInfo):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self.estimator, folder / _JOBLIB)
+        with atomic.atomic_write(folder / _JOBLIB) as tmp:
+            joblib.dump(self.estimator, tmp)
         fields: Mapping[str, Any] = {
             "name": self.name,
             "task": self.task,

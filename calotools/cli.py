@@ -48,7 +48,7 @@ def _positive_int(text: str) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from calotools import samples
+    from calotools.sim import samples
 
     if args.default is not None:
         data = samples.make_default(
@@ -81,7 +81,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from calotools import __version__
+    from calotools.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="calotools",

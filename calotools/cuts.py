@@ -1,9 +1,15 @@
-"""Selections written as expressions on branch names.
+"""Selections and features written as expressions on branch names.
 
-A cut is a Python expression such as
+A **cut** is a Python expression such as
 ``"abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2"``, evaluated on
 arrays with NumPy. ``and``, ``or`` and ``not`` act element-wise (they are
 rewritten to ``&``, ``|`` and ``~``), so a cut reads like the physics.
+
+A **feature** is one number per cluster for a model or for spectrum matching:
+a branch name, or ``abs``, ``log`` or ``log10`` of one (``"log10(cluster_E)"``).
+
+Both the selection stage (`calotools.data`) and the model-input stage
+(`calotools.preprocessing`) read their expressions here.
 
 Examples
 --------
@@ -13,16 +19,23 @@ Examples
 array([False,  True,  True])
 >>> sorted(branches_in("log10(cluster_E) > abs(cluster_Eta)"))
 ['cluster_E', 'cluster_Eta']
+>>> feature_branch("log10(cluster_E)")
+'cluster_E'
+>>> evaluate_feature("log10(cluster_E)", columns).tolist()
+[-0.5228787452803376, 0.3010299956639812, 1.6989700043360187]
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["CutError", "branches_in", "evaluate_cut"]
+from calotools.errors import CutError
+
+__all__ = ["CutError", "branches_in", "evaluate_cut", "evaluate_feature", "feature_branch"]
 
 #: Functions a cut may call: the element-wise NumPy ones a physicist expects.
 FUNCTIONS = {
@@ -46,10 +59,6 @@ FUNCTIONS = {
         "where",
     )
 }
-
-
-class CutError(ValueError):
-    """A cut expression that cannot be parsed or names an unknown branch."""
 
 
 class _ElementWiseLogic(ast.NodeTransformer):
@@ -133,3 +142,45 @@ def evaluate_cut(cut: str, columns: Mapping[str, np.ndarray], *, where: str = ""
         msg = f"the cut {cut!r} gives values of type {mask.dtype}, not a true/false selection"
         raise CutError(msg)
     return mask
+
+
+# ---------------------------------------------------------------------------- features
+
+_FEATURE = re.compile(r"^\s*(?:(?P<func>abs|log10|log)\(\s*(?P<arg>\w+)\s*\)|(?P<name>\w+))\s*$")
+_FEATURE_FUNCTIONS = {"abs": np.abs, "log10": np.log10, "log": np.log}
+
+
+def feature_branch(expression: str) -> str:
+    """The branch a feature reads: ``"log10(cluster_E)"`` → ``"cluster_E"``.
+
+    A feature is a branch name, or ``abs``, ``log`` or ``log10`` of one.
+    """
+    match = _FEATURE.match(expression)
+    if match is None:
+        msg = (
+            f"cannot read the feature {expression!r}: write a branch name or abs(), log() or "
+            "log10() of one, e.g. 'log10(cluster_E)'"
+        )
+        raise CutError(msg)
+    return match["arg"] or match["name"]
+
+
+def evaluate_feature(expression: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Values of a feature (see `feature_branch`) as float64.
+
+    Logarithms of values ≤ 0 give -inf or NaN without a warning: the callers
+    check finiteness and say which clusters and branches are affected.
+    """
+    branch = feature_branch(expression)
+    if branch not in columns:
+        msg = (
+            f"the feature {expression!r} needs the branch {branch!r}; "
+            f"available: {', '.join(sorted(columns))}"
+        )
+        raise CutError(msg)
+    values = np.asarray(columns[branch], dtype=np.float64)
+    func = _FEATURE.match(expression)["func"]
+    if func is None:
+        return values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _FEATURE_FUNCTIONS[func](values)

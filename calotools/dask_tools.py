@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from calotools import backend, ntuple
-from calotools.cuts import branches_in
+from calotools.cuts import branches_in, feature_branch
 from calotools.data import (
     DEFAULT_CUT,
     SAMPLE_LABELS,
@@ -51,7 +51,7 @@ from calotools.data import (
     scan_columns,
 )
 from calotools.ntuple import ChunkReader
-from calotools.preprocessing import Preprocessing, feature_branch
+from calotools.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -44,10 +44,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from calotools import ntuple
-from calotools.cuts import branches_in, evaluate_cut
+from calotools import atomic, ntuple
+from calotools.cuts import branches_in, evaluate_cut, evaluate_feature, feature_branch
+from calotools.errors import DataError
 from calotools.ntuple import Clusters
-from calotools.preprocessing import evaluate_feature, feature_branch
 
 __all__ = [
     "CLASS_NAMES",
@@ -82,10 +82,6 @@ _FORMAT = "calotools.Split/1"
 # Independent random streams per purpose, so that e.g. turning balancing on
 # does not change which clusters the split puts in the test part.
 _STREAM = {"match": 1, "balance": 2, "split": 3}
-
-
-class DataError(ValueError):
-    """Samples or selections that cannot make a data set, with the reason and the place."""
 
 
 @dataclass(frozen=True)
@@ -574,14 +570,8 @@ class Split:
         meta = {"format": _FORMAT, "parts": list(self.parts), "info": self.info}
         meta["part_info"] = part_info
         arrays["meta"] = np.asarray(json.dumps(meta, default=_json_default))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with tmp.open("wb") as stream:
-                np.savez_compressed(stream, **arrays)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic.atomic_write(path) as tmp, tmp.open("wb") as stream:
+            np.savez_compressed(stream, **arrays)
         return path
 
     @classmethod

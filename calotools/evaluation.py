@@ -112,16 +112,14 @@ def regression_summary(
     e_true: np.ndarray, e_pred: np.ndarray, edges: Sequence[float] | None = None
 ) -> dict[str, Any]:
     """Median response and resolution, overall and per E_true bin (non-empty bins only)."""
-    e_true = np.asarray(e_true, dtype=np.float64)
-    response = np.asarray(e_pred, dtype=np.float64) / e_true
-    q16, median, q84 = np.quantile(response, [0.16, 0.5, 0.84])
+    overall = metrics.response_summary(e_true, e_pred)
     table = metrics.binned_response(e_true, e_pred, edges)
     table = table[table["count"] > 0]
     bins = table[["low", "high", "count", "median", "resolution", "too_few"]]
     return {
-        "n": len(e_true),
-        "median_response": float(median),
-        "resolution": float((q84 - q16) / (2 * median)),
+        "n": overall["count"],
+        "median_response": overall["median"],
+        "resolution": overall["resolution"],
         "bins": bins.to_dict(orient="records"),
     }
 

@@ -53,6 +53,7 @@ from calotools.data import (
     sample_files,
     scan_columns,
 )
+from calotools.errors import LoaderWarning
 from calotools.ntuple import ChunkReader
 from calotools.preprocessing import Preprocessing
 
@@ -65,10 +66,6 @@ __all__ = [
 ]
 
 Batch = tuple[dict[str, np.ndarray], np.ndarray] | tuple[dict[str, np.ndarray], np.ndarray, Any]
-
-
-class LoaderWarning(UserWarning):
-    """A loader used in a way that defeats its design (e.g. batches asked for out of order)."""
 
 
 def _where(sample_file: SampleFile, entries: np.ndarray) -> str:

@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -40,6 +41,7 @@ __all__ = [
     "confusion_matrix",
     "cutoff_scan",
     "rejection_at",
+    "response_summary",
     "roc_curve",
 ]
 
@@ -559,3 +561,32 @@ def binned_response(
             "too_few": counts < min_count,
         }
     )
+
+
+def response_summary(e_true: ArrayLike, e_pred: ArrayLike) -> dict[str, float]:
+    """Count, median response E_pred / E_true and resolution over all clusters, unbinned.
+
+    The resolution is (q84 − q16) / (2 · median), as in `binned_response`; with
+    no clusters, the median and resolution are NaN.
+
+    Examples
+    --------
+    >>> summary = response_summary([1.5] * 5, [1.2, 1.35, 1.5, 1.65, 2.25])
+    >>> summary["count"], summary["median"], round(summary["resolution"], 3)
+    (5, 1.0, 0.19)
+    """
+    true = _as_1d("e_true", e_true).astype(np.float64)
+    pred = _as_1d("e_pred", e_pred).astype(np.float64)
+    _same_length("e_pred", pred, "e_true", len(true))
+    not_positive = int(np.count_nonzero(true <= 0.0))
+    if not_positive:
+        msg = f"e_true must be positive (GeV); {not_positive} value(s) are not"
+        raise ValueError(msg)
+    if len(true) == 0:
+        return {"count": 0, "median": math.nan, "resolution": math.nan}
+    q16, median, q84 = np.quantile(pred / true, [_Q16, _Q50, _Q84])
+    return {
+        "count": len(true),
+        "median": float(median),
+        "resolution": float((q84 - q16) / (2.0 * median)),
+    }

@@ -50,7 +50,7 @@ Examples
 >>> models.spec("densenet").preprocessing("classify").layout
 'densenet'
 >>> net = models.build("dense3_emb2", "classify")  # doctest: +SKIP
->>> trained = models.load("models/densenet-classify")  # doctest: +SKIP
+>>> trained = calotools.loading.load("models/densenet-classify")  # doctest: +SKIP
 >>> p_pipm = trained.predict(clusters)  # doctest: +SKIP
 """
 
@@ -65,7 +65,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from calotools import artifacts, backend, geometry
+from calotools import _deprecated, artifacts, atomic, backend, geometry
+from calotools.errors import ModelError
 from calotools.ntuple import Clusters
 from calotools.preprocessing import FLAT_INPUT, SCALARS_INPUT, Preprocessing
 
@@ -81,7 +82,6 @@ __all__ = [
     "available",
     "build",
     "compile_model",
-    "load",
     "save_network",
     "spec",
 ]
@@ -103,10 +103,6 @@ EM_LAYERS: tuple[str, ...] = tuple(lay.name for lay in geometry.IMAGE_LAYERS if 
 #: Names of the output layers; `calotools.interpret` and users can look them up.
 SCORE_OUTPUT = "score"
 ENERGY_OUTPUT = "energy"
-
-
-class ModelError(ValueError):
-    """An unknown model, a task a model does not do, or inputs a model cannot take."""
 
 
 # ---------------------------------------------------------------------------- the registry
@@ -724,15 +720,13 @@ _register(
 def save_network(network: keras.Model, path: str | os.PathLike) -> Path:
     """Save a Keras model (with its optimizer state) to ``path``, atomically."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    with warnings.catch_warnings():
+    with atomic.atomic_write(path) as tmp, warnings.catch_warnings():
         # TensorFlow's variables lack NumPy 2's `copy` keyword in __array__,
         # which Keras' saving code triggers; harmless, and not ours to fix.
         warnings.filterwarnings(
             "ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning
         )
         network.save(tmp)
-    tmp.replace(path)
     return path
 
 
@@ -814,25 +808,5 @@ class KerasModel(artifacts.FolderInfo):
         return cls(network, prep, name=manifest["name"], task=manifest["task"], folder=folder)
 
 
-def load(folder: str | os.PathLike) -> Any:
-    """Restore any trained calotools model from its folder.
-
-    Returns a `KerasModel`, a `calotools.baselines.BDTModel` or a
-    `calotools.chain.CalibrationChain`; each has ``task`` and
-    ``predict(clusters)`` (P(π±) for classifiers, energy in GeV for
-    regressions).
-    """
-    manifest = artifacts.read_manifest(folder)
-    kind = manifest["kind"]
-    if kind == "keras":
-        return KerasModel.load(folder)
-    if kind == "bdt":
-        from calotools.baselines import BDTModel
-
-        return BDTModel.load(folder)
-    if kind == "chain":
-        from calotools.chain import CalibrationChain
-
-        return CalibrationChain.load(folder)
-    msg = f"{folder}: unknown kind of model {kind!r}"
-    raise artifacts.ArtifactError(msg)
+# calotools 0.1 had `load` here; it is `calotools.loading.load` now, above every kind of model.
+__getattr__ = _deprecated.forward(__name__, {"load": "calotools.loading:load"})

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import uproot
 
-from calotools import geometry
+from calotools import atomic, geometry
 from calotools.cuts import branches_in, evaluate_cut
+from calotools.errors import NonFiniteWarning, NtupleError
 
 __all__ = [
     "IMAGE_BRANCHES",
@@ -119,14 +120,6 @@ _COMPRESSION = {
 }
 
 FileSpec = str | os.PathLike | Sequence[str | os.PathLike]
-
-
-class NtupleError(ValueError):
-    """A file that is not a readable cluster ntuple, with the reason."""
-
-
-class NonFiniteWarning(UserWarning):
-    """NaN or infinite values found while reading (they are kept, not dropped)."""
 
 
 @dataclass
@@ -586,9 +579,8 @@ class ClusterWriter:
         self.tree_name = tree
         self.basket_size = basket_size
         self.n_written = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = uproot.recreate(self._tmp, compression=_COMPRESSION[compression]())
+        self._output = atomic.PendingFile(self.path)
+        self._file = uproot.recreate(self._output.tmp, compression=_COMPRESSION[compression]())
         self._tree = None
         self._types: dict[str, np.dtype] = {}
         self._pending: list[dict[str, np.ndarray]] = []
@@ -648,14 +640,13 @@ class ClusterWriter:
             self.abort()
             raise ValueError(msg)
         self._file.close()
-        self._tmp.replace(self.path)
-        return self.path
+        return self._output.commit()
 
     def abort(self) -> None:
         """Drop the temporary file; ``path`` is left as it was."""
         with contextlib.suppress(Exception):
             self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        self._output.abort()
 
     def __enter__(self) -> ClusterWriter:  # noqa: PYI034
         return self

@@ -32,7 +32,7 @@ from matplotlib import colors
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-from calotools import geometry, metrics
+from calotools import atomic, geometry, metrics
 
 __all__ = [
     "atlas_label",
@@ -706,9 +706,9 @@ def save(figure: Any, name: str, folder: str | os.PathLike | None = None) -> Pat
     notebooks save their key figures there, and ``make demo`` collects them.
     """
     folder = Path(folder or os.environ.get("CALOTOOLS_FIGURES", "outputs/figures"))
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic.atomic_write(path) as tmp:
+        figure.savefig(tmp, dpi=120, bbox_inches="tight")
     return path
 
 

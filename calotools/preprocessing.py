@@ -38,7 +38,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,8 @@ from typing import Any, Literal
 import numpy as np
 
 from calotools import geometry
+from calotools.cuts import evaluate_feature, feature_branch
+from calotools.errors import CutError, PreprocessingError
 from calotools.ntuple import Clusters
 
 __all__ = [
@@ -55,8 +56,6 @@ __all__ = [
     "SCALARS_INPUT",
     "Preprocessing",
     "PreprocessingError",
-    "evaluate_feature",
-    "feature_branch",
     "upsample",
 ]
 
@@ -81,47 +80,6 @@ SCALARS_INPUT = "scalars"
 FLAT_INPUT = "flat"
 
 _FORMAT = "calotools.Preprocessing/1"
-_FEATURE = re.compile(r"^\s*(?:(?P<func>abs|log10|log)\(\s*(?P<arg>\w+)\s*\)|(?P<name>\w+))\s*$")
-_FUNCTIONS = {"abs": np.abs, "log10": np.log10, "log": np.log}
-
-
-class PreprocessingError(ValueError):
-    """Inputs a model cannot take (non-finite values, missing branches) or a bad recipe."""
-
-
-# ---------------------------------------------------------------------------- features
-
-
-def feature_branch(expression: str) -> str:
-    """The branch a scalar feature reads: ``"log10(cluster_E)"`` → ``"cluster_E"``.
-
-    A feature is a branch name, or ``abs``, ``log`` or ``log10`` of one.
-    """
-    match = _FEATURE.match(expression)
-    if match is None:
-        msg = (
-            f"cannot read the feature {expression!r}: write a branch name or abs(), log() or "
-            "log10() of one, e.g. 'log10(cluster_E)'"
-        )
-        raise PreprocessingError(msg)
-    return match["arg"] or match["name"]
-
-
-def evaluate_feature(expression: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Values of a scalar feature (see `feature_branch`) as float64."""
-    branch = feature_branch(expression)
-    if branch not in columns:
-        msg = (
-            f"the feature {expression!r} needs the branch {branch!r}; "
-            f"available: {', '.join(sorted(columns))}"
-        )
-        raise PreprocessingError(msg)
-    values = np.asarray(columns[branch], dtype=np.float64)
-    func = _FEATURE.match(expression)["func"]
-    if func is None:
-        return values
-    with np.errstate(divide="ignore", invalid="ignore"):  # reported by the finiteness check
-        return _FUNCTIONS[func](values)
 
 
 # ---------------------------------------------------------------------------- images
@@ -271,7 +229,10 @@ class Preprocessing:
                 )
                 raise PreprocessingError(msg)
         for expression in self.scalars:
-            feature_branch(expression)
+            try:
+                feature_branch(expression)
+            except CutError as err:
+                raise PreprocessingError(str(err)) from None
         if not self.log_floor > 0:
             msg = f"log_floor must be positive, got {self.log_floor}"
             raise PreprocessingError(msg)

@@ -23,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from calotools import samples
+from calotools import atomic
+from calotools.sim import samples
 
 __all__ = [
     "FULL_MODE_LIMITS",
@@ -180,11 +181,7 @@ def _to_html(notebook: Path, out: Path) -> Path:
     import nbformat
 
     body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    path = out / notebook.with_suffix(".html").name
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic.write_text(out / notebook.with_suffix(".html").name, body)
 
 
 def run_study(

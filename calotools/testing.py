@@ -1,7 +1,7 @@
 """Synthetic inputs for tests and benchmarks of the I/O and data plumbing.
 
 These clusters are random numbers with the right shapes and types, not
-physics: use `calotools.simulation` for anything whose values matter.
+physics: use `calotools.sim.simulation` for anything whose values matter.
 """
 
 from __future__ import annotations

@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,8 +52,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from calotools import artifacts, backend, data, evaluation, models, ntuple
-from calotools.preprocessing import Preprocessing, feature_branch
+from calotools import artifacts, atomic, backend, data, evaluation, loading, models, ntuple
+from calotools.baselines import BDTModel
+from calotools.cuts import feature_branch
+from calotools.errors import TrainingError
+from calotools.predictor import TrainedModel
+from calotools.preprocessing import Preprocessing
 
 __all__ = [
     "DEFAULT_CUT",
@@ -90,8 +95,12 @@ _FILES = {
 }
 
 
-class TrainingError(ValueError):
-    """A training run that cannot start or resume, with the reason."""
+logger = logging.getLogger(__name__)
+
+
+def _say(config: TrainingConfig, message: str) -> None:
+    """Log what the run does, prefixed with the model and task it trains."""
+    logger.info("[%s %s] %s", config.model, config.task, message)
 
 
 @dataclass
@@ -320,7 +329,6 @@ def _run_state_callback(
     state: dict[str, Any],
     monitor: str,
     base_rate: float,
-    log: Callable[[str], None],
 ) -> Any:
     """One callback for everything a resumed run must find as it was.
 
@@ -360,22 +368,24 @@ def _run_state_callback(
                     rate = _learning_rate(self.model.optimizer) * config.lr_factor
                     self.model.optimizer.learning_rate = rate
                     state["plateau_wait"] = 0
-                    log(
-                        f"{monitor} has not improved for {config.lr_patience} epochs: rate {rate:.3g}"
+                    _say(
+                        config,
+                        f"{monitor} has not improved for {config.lr_patience} epochs: rate {rate:.3g}",
                     )
             elif improved:
                 state["plateau_wait"] = 0
             if state["wait"] >= config.patience:
                 state["stopped_early"] = True
                 self.model.stop_training = True
-                log(
+                _say(
+                    config,
                     f"early stopping: {monitor} has not improved for {config.patience} "
-                    f"epochs; keeping epoch {state.get('best_epoch')}"
+                    f"epochs; keeping epoch {state.get('best_epoch')}",
                 )
             # Saved after the schedule changed the rate, so a resumed run starts with it.
             models.save_network(self.model, checkpoints / name)
             if improved:
-                _atomic_copy(checkpoints / name, folder / _FILES["network"])
+                atomic.copy_file(checkpoints / name, folder / _FILES["network"])
             previous = state.get("checkpoint")
             state.update(epoch=epoch + 1, checkpoint=name)
             artifacts.write_json(checkpoints / _STATE, state)
@@ -386,17 +396,9 @@ def _run_state_callback(
     return RunState()
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
-
-
 def _write_history(folder: Path, history: Sequence[Mapping[str, Any]]) -> None:
-    path = folder / _FILES["history"]
-    tmp = path.with_name(f".{path.name}.tmp")
-    pd.DataFrame(list(history)).to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic.atomic_write(folder / _FILES["history"]) as tmp:
+        pd.DataFrame(list(history)).to_csv(tmp, index=False)
 
 
 # ---------------------------------------------------------------------------- training
@@ -443,7 +445,6 @@ def _train_keras(
     state: dict[str, Any],
     callbacks: Sequence[Any],
     verbose: int | str,
-    log: Callable[[str], None],
 ) -> models.KerasModel:
     keras = backend.keras()
 
@@ -459,7 +460,7 @@ def _train_keras(
     base_rate = config.spec.learning_rate if config.learning_rate is None else config.learning_rate
     weights = _resolve_class_weights(config, parts["train"])
     if weights:
-        log(f"class weights: π0 {weights[0]:.3f}, π± {weights[1]:.3f}")
+        _say(config, f"class weights: π0 {weights[0]:.3f}, π± {weights[1]:.3f}")
     if done < config.epochs and not state["stopped_early"]:
         train_data, val_data = _datasets(config, parts, prep, weights)
         train_data.set_epoch(done)  # the shuffle order of the epoch it starts at
@@ -472,7 +473,7 @@ def _train_keras(
             initial_epoch=done,
             shuffle=False,  # the loaders shuffle themselves, seeded by the epoch
             callbacks=[
-                _run_state_callback(folder, config, state, monitor, base_rate, log),
+                _run_state_callback(folder, config, state, monitor, base_rate),
                 *callbacks,
             ],
             verbose=verbose,
@@ -485,11 +486,7 @@ def _train_keras(
     return models.KerasModel(network, prep, name=config.model, task=config.task, folder=folder)
 
 
-def _train_bdt(
-    folder: Path, config: TrainingConfig, parts: data.Split, log: Callable[[str], None]
-) -> Any:
-    from calotools.baselines import BDTModel
-
+def _train_bdt(folder: Path, config: TrainingConfig, parts: data.Split) -> BDTModel:
     train_part = parts["train"]
     # Features every file has (the optional moments may be missing from some).
     available = set.intersection(
@@ -502,7 +499,10 @@ def _train_bdt(
     weights = _resolve_class_weights(config, train_part)
     sample_weight = _weighted(train_part, weights).weight
     params = {**config.spec.sizes, **config.model_kwargs}
-    log(f"fitting gradient-boosted trees on {len(clusters)} clusters, {len(features)} features")
+    _say(
+        config,
+        f"fitting gradient-boosted trees on {len(clusters)} clusters, {len(features)} features",
+    )
     model = BDTModel.fit(
         clusters,
         config.task,
@@ -528,7 +528,7 @@ def train(
     verbose: int | str = 0,
     overwrite: bool = False,
     **settings: Any,
-) -> Any:
+) -> TrainedModel:
     """Train ``model`` for ``task`` on ``data_source`` into the folder ``out``.
 
     Parameters
@@ -551,30 +551,27 @@ def train(
     callbacks
         Extra Keras callbacks, run after calotools' own each epoch.
     verbose
-        Keras' progress display (0 silent, 1 progress bar, 2 one line per epoch);
-        also whether calotools prints what it does.
+        Keras' progress display (0 silent, 1 progress bar, 2 one line per epoch).
+        What calotools does is logged to the ``calotools.training`` logger at
+        INFO level (``calotools train`` shows it).
     overwrite
         Start afresh even if ``out`` or an interrupted run of it exists.
 
     Returns
     -------
     The trained model (`calotools.models.KerasModel` or `calotools.baselines.BDTModel`),
-    as `calotools.models.load` restores it from ``out``.
+    as `calotools.loading.load` restores it from ``out``.
     """
     config = config or TrainingConfig(model=model, task=task, **settings)
     out = Path(out)
-    partial = artifacts.partial_folder(out)
-
-    def log(message: str) -> None:
-        if verbose:
-            print(f"[{config.model} {config.task}] {message}", flush=True)
+    partial = atomic.partial_folder(out)
 
     if overwrite and partial.exists():
         shutil.rmtree(partial)
-    state = _resume_state(out, partial, config, overwrite, log)
+    state = _resume_state(out, partial, config, overwrite)
     if state is None:
-        log(f"{out} is complete; nothing to do (pass more epochs to continue)")
-        return models.load(out)
+        _say(config, f"{out} is complete; nothing to do (pass more epochs to continue)")
+        return loading.load(out)
     fresh = state["epoch"] == 0 and not (partial / _FILES["split"]).exists()
     if fresh:
         parts = _make_split(config, data_source)  # bad data fails before a folder is made
@@ -589,10 +586,10 @@ def train(
             data_dir = data_source  # the data may have moved since the run began
         parts = data.Split.load(partial / _FILES["split"], data_dir=data_dir)
         artifacts.write_json(partial / _FILES["training"], config.to_dict())
-    log(", ".join(f"{name} {len(part)} clusters" for name, part in parts.parts.items()))
+    _say(config, ", ".join(f"{name} {len(part)} clusters" for name, part in parts.parts.items()))
 
     if config.spec.kind == "bdt":
-        trained = _train_bdt(partial, config, parts, log)
+        trained = _train_bdt(partial, config, parts)
         trained.save(partial, sample=config.sample, **_manifest_files(config))
     else:
         prep_path = partial / _FILES["preprocessing"]
@@ -604,8 +601,8 @@ def train(
             prep.fit(chunk for chunk, _ in data.iterate_selection(parts["train"], branches))
             prep.save(prep_path)
         if state["epoch"]:
-            log(f"resuming at epoch {state['epoch'] + 1} of {config.epochs}")
-        trained = _train_keras(partial, config, parts, prep, state, callbacks, verbose, log)
+            _say(config, f"resuming at epoch {state['epoch'] + 1} of {config.epochs}")
+        trained = _train_keras(partial, config, parts, prep, state, callbacks, verbose)
         artifacts.write_manifest(
             partial,
             "keras",
@@ -617,12 +614,12 @@ def train(
             best_epoch=state.get("best_epoch"),
             **_manifest_files(config),
         )
-    log("evaluating on the test split")
+    _say(config, "evaluating on the test split")
     results = evaluation.evaluate(trained, parts["test"])
     artifacts.write_json(partial / _FILES["metrics"], results)
     artifacts.write_json(partial / _FILES["versions"], artifacts.software_versions())
-    artifacts.commit_folder(partial, out)
-    log(f"saved to {out}: {_headline(results)}")
+    atomic.commit_folder(partial, out)
+    _say(config, f"saved to {out}: {_headline(results)}")
     trained.folder = out
     return trained
 
@@ -640,7 +637,6 @@ def _resume_state(
     partial: Path,
     config: TrainingConfig,
     overwrite: bool,
-    log: Callable[[str], None],
 ) -> dict[str, Any] | None:
     """The run state to continue from (epoch 0 for a new run), or None if nothing is left to do."""
     new = {"epoch": 0, "history": [], "best": None, "wait": 0, "stopped_early": False}
@@ -675,7 +671,7 @@ def _resume_state(
         finished = config.spec.kind == "bdt" or state["stopped_early"]
         if finished or state["epoch"] >= config.epochs:
             return None
-        log(f"continuing the complete run in {out} from epoch {state['epoch']}")
+        _say(config, f"continuing the complete run in {out} from epoch {state['epoch']}")
         if partial.exists():
             shutil.rmtree(partial)
         shutil.copytree(out, partial)

@@ -3,7 +3,7 @@
 Slow Python loops that follow ``CaloTopoClusterMaker::execute`` and
 ``CaloTopoClusterSplitter::execute`` statement by statement (cell lists,
 generations, merging of hash clusters, shared cells), on the template
-neighbours of `calotools.clustering`. The tests compare the vectorised batch
+neighbours of `calotools.sim.clustering`. The tests compare the vectorised batch
 implementation against it on random events.
 """
 
@@ -14,8 +14,8 @@ import math
 import numpy as np
 
 from calotools import geometry
-from calotools.cells import CellBatch
-from calotools.clustering import ClusteringConfig, _template
+from calotools.sim.cells import CellBatch
+from calotools.sim.clustering import ClusteringConfig, _template
 
 
 def _neighbour_lists(adjacency) -> list[list[int]]:

@@ -1,6 +1,6 @@
 """Hand-built cell events for the clustering and image tests.
 
-Events are windows of `calotools.cells.Window` with Gaussian noise of the
+Events are windows of `calotools.sim.cells.Window` with Gaussian noise of the
 spec's σ per layer (or none) and deposits placed by hand in chosen cells.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from calotools import geometry
-from calotools.cells import CellBatch, LayerCells, Window
-from calotools.simulation import DEFAULT_NOISE_MEV
+from calotools.sim.cells import CellBatch, LayerCells, Window
+from calotools.sim.config import DEFAULT_NOISE_MEV
 
 #: Electronic noise per cell in GeV: the simulation's table (physics-spec.md section 2).
 NOISE_SIGMA = {name: mev / 1000.0 for name, mev in DEFAULT_NOISE_MEV.items()}

@@ -1,6 +1,6 @@
 """Separable π0/π± cluster files for the model, training and baseline tests.
 
-`calotools.simulation` makes physics, but the clustering and ntuple production
+`calotools.sim.simulation` makes physics, but the clustering and ntuple production
 (``calotools simulate``) is not there yet; these clusters are
 `calotools.testing.random_clusters` reshaped so that the classes differ the way
 real pions do, so that a model that learns anything beats random clearly:

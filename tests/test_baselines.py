@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pion_factory import PIPM_SCALE, pion_clusters, write_pion_samples
 
-from calotools import data, evaluation, metrics, models, ntuple, training
+from calotools import data, evaluation, loading, metrics, ntuple, training
 from calotools.baselines import (
     EM_SCALE,
     LCW_CLASSIFIER,
@@ -98,7 +98,7 @@ def test_a_bdt_trains_on_the_same_split_as_the_networks_and_saves_as_a_model(
     expected = data.split(data.select(samples, cut=training.DEFAULT_CUT, balance=True))
     for part in ("train", "validation", "test"):
         np.testing.assert_array_equal(bdt.split[part].ids, expected[part].ids)
-    restored = models.load(tmp_path / "bdt")
+    restored = loading.load(tmp_path / "bdt")
     assert isinstance(restored, BDTModel)
     clusters, _ = held_out
     np.testing.assert_array_equal(restored.predict(clusters), bdt.predict(clusters))

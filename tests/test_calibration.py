@@ -19,7 +19,7 @@ import pytest
 from scipy.stats import rankdata
 
 from calotools import geometry
-from calotools.calibration import (
+from calotools.sim.calibration import (
     CELL_COLUMNS,
     CLUSTER_COLUMNS,
     CLUSTER_TRUTH_COLUMNS,

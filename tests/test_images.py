@@ -9,8 +9,8 @@ import pytest
 from cell_factory import cell_index, deposit, deposit_blob, make_batch, random_touching_events
 
 from calotools import geometry
-from calotools.clustering import ClusteringConfig, topo_cluster
-from calotools.images import MIN_CELL_ENERGY, cluster_images, image_centres
+from calotools.sim.clustering import ClusteringConfig, topo_cluster
+from calotools.sim.images import MIN_CELL_ENERGY, cluster_images, image_centres
 
 
 def single_cluster(*deposits, eta: float = 0.31, phi: float = 0.12):

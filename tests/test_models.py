@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pion_factory import pion_clusters, write_pion_samples
 
-from calotools import geometry, models, training
+from calotools import geometry, loading, models, training
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
@@ -97,7 +97,7 @@ def test_every_model_trains_saves_loads_and_predicts_identically(
     if models.spec(name).kind == "keras":
         assert {"model.keras", "preprocessing.json", "history.csv", "checkpoint"} <= files
         assert len(trained.history) == 1
-    restored = models.load(folder)
+    restored = loading.load(folder)
     assert type(restored) is type(trained)
     assert restored.task == task
     clusters = pion_clusters(50, "pipm", seed=11)

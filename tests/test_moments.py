@@ -9,9 +9,9 @@ import pytest
 from cell_factory import deposit, deposit_blob, make_batch, random_touching_events
 
 from calotools import geometry
-from calotools.cells import Window
-from calotools.clustering import topo_cluster
-from calotools.moments import MOMENT_NAMES, cluster_moments
+from calotools.sim.cells import Window
+from calotools.sim.clustering import topo_cluster
+from calotools.sim.moments import MOMENT_NAMES, cluster_moments
 
 N_CELLS = Window().n_cells
 

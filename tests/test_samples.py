@@ -18,7 +18,8 @@ import time
 import numpy as np
 import pytest
 
-from calotools import metrics, ntuple, samples
+from calotools import metrics, ntuple
+from calotools.sim import samples
 
 N_EVENTS = 3_000
 SELECTION = "abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2"

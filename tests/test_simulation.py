@@ -1,6 +1,6 @@
 """Validation of the fast simulation against the physics it models (``physics-spec.md`` §1–3, §6).
 
-Every test simulates its own events with `calotools.simulation` and compares
+Every test simulates its own events with `calotools.sim.simulation` and compares
 them with numbers from the spec or the literature, never with earlier outputs
 of the code. Samples are shared through a cache, a few thousand events each.
 Widths are measured as half the 16–84 % interval (robust against the tails of
@@ -20,9 +20,10 @@ import pytest
 from scipy import integrate
 
 from calotools import geometry
-from calotools.cells import CellBatch, Window
-from calotools.showers import PI0_MASS_GEV, cell_integral_corners
-from calotools.simulation import SimulationConfig, simulate, simulate_batch
+from calotools.sim.cells import CellBatch, Window
+from calotools.sim.config import PI0_MASS_GEV, SimulationConfig
+from calotools.sim.showers import cell_integral_corners
+from calotools.sim.simulation import simulate, simulate_batch
 
 EM_LAYERS = [lay.name for lay in geometry.LAYERS if lay.is_em]
 TILE_LAYERS = [lay.name for lay in geometry.LAYERS if not lay.is_em]

@@ -1,6 +1,6 @@
 """Training: learning, schedules, resuming, the classify-then-calibrate chain and the CLI.
 
-The data are separable synthetic pions (`pion_factory`): `calotools.simulation`
+The data are separable synthetic pions (`pion_factory`): `calotools.sim.simulation`
 exists, but the clustering and ntuple production that would turn it into
 ClusterTree files is still being written.
 """
@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 from pion_factory import PIPM_SCALE, pion_clusters, write_pion_samples
 
-from calotools import artifacts, data, metrics, models, ntuple, training
+from calotools import artifacts, atomic, data, metrics, models, ntuple, training
 from calotools.chain import CalibrationChain, ChainError
+from calotools.loading import load
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
@@ -228,7 +229,7 @@ def test_training_again_with_more_epochs_continues_where_it_stopped(keras, data_
     assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
     # The optimizer state carried on (a fresh optimizer would count 2 epochs of steps).
     assert checkpoint_iterations(keras, out) == 4 * steps
-    assert not artifacts.partial_folder(out).exists()
+    assert not atomic.partial_folder(out).exists()
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(keras, data_folder, tmp_path):
@@ -248,8 +249,8 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(keras, data_folder,
     with pytest.raises(
         artifacts.ArtifactError, match=r"unfinished training run .*\.model\.partial"
     ):
-        models.load(out)
-    assert len(pd.read_csv(artifacts.partial_folder(out) / "history.csv")) == 2
+        load(out)
+    assert len(pd.read_csv(atomic.partial_folder(out) / "history.csv")) == 2
     recorder = EpochRecorder(keras)
     model = training.train(
         **SMALL,
@@ -262,7 +263,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(keras, data_folder,
     assert recorder.epochs == [2, 3]
     assert list(model.history["epoch"]) == [1, 2, 3, 4]
     assert (out / "model.keras").exists()
-    assert not artifacts.partial_folder(out).exists()
+    assert not atomic.partial_folder(out).exists()
 
 
 def test_a_folder_holding_another_model_is_not_overwritten(keras, data_folder, tmp_path):
@@ -297,13 +298,18 @@ def mixed_clusters():
     return ntuple.Clusters.concat([pi0, pipm]), np.repeat([0, 1], 400)
 
 
+def chain_of(members, **settings):
+    """A chain of the three member folders in ``members``."""
+    return CalibrationChain(
+        load(members / "classifier"), load(members / "pi0"), load(members / "pipm"), **settings
+    )
+
+
 def test_the_chain_routes_each_cluster_to_the_regression_of_its_predicted_class(
     chain_members, mixed_clusters
 ):
     clusters, labels = mixed_clusters
-    chain = CalibrationChain.from_folders(
-        chain_members / "classifier", chain_members / "pi0", chain_members / "pipm", cutoff=0.3
-    )
+    chain = chain_of(chain_members, cutoff=0.3)
     details = chain.details(clusters)
     p_pi0 = 1 - chain.classifier.predict(clusters)
     called_pi0 = p_pi0 > 0.3
@@ -323,9 +329,7 @@ def test_the_soft_chain_weights_the_two_regressions_by_the_class_probability(
     chain_members, mixed_clusters
 ):
     clusters, _ = mixed_clusters
-    chain = CalibrationChain.from_folders(
-        chain_members / "classifier", chain_members / "pi0", chain_members / "pipm", mode="soft"
-    )
+    chain = chain_of(chain_members, mode="soft")
     details = chain.details(clusters)
     p_pi0 = details["p_pi0"].to_numpy()
     expected = p_pi0 * details["energy_pi0"] + (1 - p_pi0) * details["energy_pipm"]
@@ -340,9 +344,7 @@ def test_the_chain_calibrates_both_classes_where_one_regression_cannot(
 ):
     clusters, labels = mixed_clusters
     true_energy = clusters.scalars["cluster_ENG_CALIB_TOT"].to_numpy()
-    chain = CalibrationChain.from_folders(
-        chain_members / "classifier", chain_members / "pi0", chain_members / "pipm"
-    )
+    chain = chain_of(chain_members)
     response = chain.predict(clusters) / true_energy
     for label in (0, 1):
         assert np.median(response[labels == label]) == pytest.approx(1.0, abs=0.05)
@@ -354,24 +356,22 @@ def test_a_saved_chain_is_one_folder_that_loads_and_predicts_identically(
     chain_members, mixed_clusters, tmp_path
 ):
     clusters, _ = mixed_clusters
-    chain = CalibrationChain.from_folders(
-        chain_members / "classifier",
-        chain_members / "pi0",
-        chain_members / "pipm",
+    chain = chain_of(
+        chain_members,
         cutoff=0.4,
         mode="soft",
     )
     chain.save(tmp_path / "chain")
     assert {p.name for p in (tmp_path / "chain").iterdir()} >= {"classifier", "pi0", "pipm"}
-    restored = models.load(tmp_path / "chain")
+    restored = load(tmp_path / "chain")
     assert isinstance(restored, CalibrationChain)
     assert (restored.cutoff, restored.mode) == (0.4, "soft")
     np.testing.assert_allclose(restored.predict(clusters), chain.predict(clusters))
 
 
 def test_a_chain_needs_a_classifier_and_two_regressions(chain_members):
-    classifier = models.load(chain_members / "classifier")
-    regression = models.load(chain_members / "pi0")
+    classifier = load(chain_members / "classifier")
+    regression = load(chain_members / "pi0")
     with pytest.raises(ChainError, match="pi0 member must be a regress model"):
         CalibrationChain(classifier, classifier, regression)
     with pytest.raises(ChainError, match="cutoff"):
@@ -402,7 +402,7 @@ def test_calotools_train_quick_makes_a_model_folder_showing_progress(
     assert "[cnn_emb2 classify]" in printed
     assert "Epoch 2/2" in printed
     assert "test AUC" in printed
-    assert models.load(out).task == "classify"
+    assert load(out).task == "classify"
 
 
 def test_calotools_train_says_what_a_data_folder_lacks(data_folder, tmp_path):
@@ -412,7 +412,7 @@ def test_calotools_train_says_what_a_data_folder_lacks(data_folder, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"lacks .*pipm\.root"):
         args.run(args)
     assert not out.exists()
-    assert not artifacts.partial_folder(out).exists()
+    assert not atomic.partial_folder(out).exists()
 
 
 def test_calotools_models_lists_the_registry(capsys):

@@ -64,7 +64,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from calotools import __version__, geometry
+from calotools import atomic, geometry
+from calotools.errors import CalibrationFileError, CalibrationInputError
+from calotools.version import __version__
 
 __all__ = [
     "CELL_COLUMNS",
@@ -142,14 +144,6 @@ CellTable = pd.DataFrame | Mapping[str, Any]
 
 _FORMAT = "calotools.LCWCalibration"
 _FORMAT_VERSION = 1
-
-
-class CalibrationInputError(ValueError):
-    """A clusters or cells table that the calibration cannot use, with the reason."""
-
-
-class CalibrationFileError(ValueError):
-    """A file that is not a readable LCW calibration, with the reason."""
 
 
 # ----------------------------------------------------------------------------- config
@@ -780,15 +774,9 @@ class LCWCalibration:
                 for name in ("class_edges", "cell_edges", "ooc_edges")
             },
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            # A file object, so that numpy does not append ".npz" to the name.
-            with tmp.open("wb") as stream:
-                np.savez_compressed(stream, metadata=np.array(json.dumps(metadata)), **arrays)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # A file object, so that numpy does not append ".npz" to the name.
+        with atomic.atomic_write(path) as tmp, tmp.open("wb") as stream:
+            np.savez_compressed(stream, metadata=np.array(json.dumps(metadata)), **arrays)
         return path
 
     @classmethod

@@ -1,7 +1,7 @@
 """Cell-level events: the calorimeter cells in a fixed window around each particle.
 
-The simulation (``calotools.simulation``) fills these containers and the
-reconstruction (``calotools.clustering``) reads them. A batch of N events holds,
+The simulation (``calotools.sim.simulation``) fills these containers and the
+reconstruction (``calotools.sim.clustering``) reads them. A batch of N events holds,
 for every layer, arrays shaped ``(N, n_eta, n_phi)`` over the cells of a window.
 
 The window is aligned on the coarsest cell grid of the barrel (TileBar2: 0.2 in

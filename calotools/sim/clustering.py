@@ -1,6 +1,6 @@
 """ATLAS 4-2-0 topo-clustering of simulated cells, vectorised over a batch.
 
-`topo_cluster` turns a `calotools.cells.CellBatch` into topo-clusters the way
+`topo_cluster` turns a `calotools.sim.cells.CellBatch` into topo-clusters the way
 athena's ``CaloTopoClusterMaker`` and ``CaloTopoClusterSplitter`` do
 (``physics-spec.md`` section 4):
 
@@ -16,7 +16,7 @@ athena's ``CaloTopoClusterMaker`` and ``CaloTopoClusterSplitter`` do
    maxima inside the parent; border cells reached by two maxima in the same
    generation are shared with weights w₁ = E₁/(E₁ + r E₂), r = exp(d₁ − d₂).
 
-Every window of a batch has the same cell grid (`calotools.cells.Window`), so
+Every window of a batch has the same cell grid (`calotools.sim.cells.Window`), so
 the neighbour relations are one template; the batch is one block-diagonal graph
 and each step is a handful of array operations on all events at once.
 
@@ -42,7 +42,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from calotools import geometry
-from calotools.cells import CellBatch, Window
+from calotools.sim.cells import CellBatch, Window
 
 __all__ = [
     "ClusterCells",
@@ -322,7 +322,7 @@ class TopoClusters:
 
     Examples
     --------
-    The ntuple row of each cluster, with `calotools.moments` and `calotools.images`:
+    The ntuple row of each cluster, with `calotools.sim.moments` and `calotools.sim.images`:
 
     >>> scalars = pd.concat([clusters.table, cluster_moments(clusters)], axis=1)  # doctest: +SKIP
     >>> ntuple.Clusters(scalars, cluster_images(clusters))  # doctest: +SKIP
@@ -417,7 +417,7 @@ def topo_cluster(batch: CellBatch, config: ClusteringConfig | None = None) -> To
     Parameters
     ----------
     batch
-        Cells of N events (``calotools.cells``).
+        Cells of N events (``calotools.sim.cells``).
     config
         Thresholds and splitter settings; athena's defaults when omitted.
 

@@ -1,6 +1,6 @@
 """The six MLTree layer images of each topo-cluster.
 
-`cluster_images` fills, for every cluster of `calotools.clustering.topo_cluster`,
+`cluster_images` fills, for every cluster of `calotools.sim.clustering.topo_cluster`,
 one float32 image per layer of `geometry.IMAGE_LAYERS`, stored [η][φ], exactly
 as athena's MLTreeMaker does (``ntuple-schema.md``, "How MLTree fills the
 images"):
@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from calotools import geometry
-from calotools.clustering import TopoClusters
+from calotools.sim.clustering import TopoClusters
 
 __all__ = ["MIN_CELL_ENERGY", "cluster_images", "image_centres"]
 
@@ -72,7 +72,7 @@ def cluster_images(
     Parameters
     ----------
     clusters
-        Output of `calotools.clustering.topo_cluster`.
+        Output of `calotools.sim.clustering.topo_cluster`.
     min_cell_energy
         Cells with weighted energy below this (GeV) are left out (MLTree: 5 MeV).
     """

@@ -1,6 +1,6 @@
 """Cluster moments, as athena's ``CaloClusterMomentsMaker`` computes them, plus truth moments.
 
-`cluster_moments` takes the output of `calotools.clustering.topo_cluster` and
+`cluster_moments` takes the output of `calotools.sim.clustering.topo_cluster` and
 returns one row per cluster with the MLTree branch names (``ntuple-schema.md``):
 
 - shape moments from the cells with w·E > 0 (``physics-spec.md`` section 4):
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from calotools import geometry
-from calotools.clustering import TopoClusters, _template
+from calotools.sim.clustering import TopoClusters, _template
 
 __all__ = [
     "DEAD_MATERIAL_NEIGHBOURS",
@@ -114,7 +114,7 @@ def cluster_moments(clusters: TopoClusters) -> pd.DataFrame:
     Parameters
     ----------
     clusters
-        Output of `calotools.clustering.topo_cluster`.
+        Output of `calotools.sim.clustering.topo_cluster`.
 
     Returns
     -------

@@ -1,9 +1,9 @@
 """From simulated cells to what an ATLAS analysis sees: one call per batch.
 
 `reconstruct` runs the topo-clustering, the moments and the MLTree images on a
-`calotools.cells.CellBatch` and returns the clusters as ntuple rows
+`calotools.sim.cells.CellBatch` and returns the clusters as ntuple rows
 (`calotools.ntuple.Clusters`, schema names) together with the cell table that
-the LCW calibration fits and applies (`calotools.calibration.CELL_COLUMNS`).
+the LCW calibration fits and applies (`calotools.sim.calibration.CELL_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from calotools import geometry
-from calotools.cells import CellBatch
-from calotools.clustering import ClusteringConfig, topo_cluster
-from calotools.images import cluster_images
-from calotools.moments import cell_truth, cell_volumes, cluster_moments
 from calotools.ntuple import Clusters
+from calotools.sim.cells import CellBatch
+from calotools.sim.clustering import ClusteringConfig, topo_cluster
+from calotools.sim.images import cluster_images
+from calotools.sim.moments import cell_truth, cell_volumes, cluster_moments
 
 __all__ = ["Reconstructed", "reconstruct"]
 
@@ -64,7 +64,7 @@ def reconstruct(batch: CellBatch, config: ClusteringConfig | None = None) -> Rec
         ``clusters``: one row per topo-cluster with the kinematics, moments,
         truth moments and generated particle, and the six layer images;
         ``cells``: one row per (cluster, cell) link with the columns of
-        `calotools.calibration.CELL_COLUMNS` and the cell truth ``calib``.
+        `calotools.sim.calibration.CELL_COLUMNS` and the cell truth ``calib``.
     """
     topo = topo_cluster(batch, config)
     table = topo.table

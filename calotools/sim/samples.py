@@ -31,11 +31,13 @@ from typing import Any
 
 import pandas as pd
 
-from calotools.calibration import LCWCalibration
-from calotools.clustering import ClusteringConfig
+from calotools import atomic
 from calotools.ntuple import Clusters, ClusterWriter
-from calotools.reconstruction import reconstruct
-from calotools.simulation import SimulationConfig, simulate_batch
+from calotools.sim.calibration import LCWCalibration
+from calotools.sim.clustering import ClusteringConfig
+from calotools.sim.config import SimulationConfig
+from calotools.sim.reconstruction import reconstruct
+from calotools.sim.simulation import simulate_batch
 
 __all__ = [
     "CALIBRATION_SEED_OFFSET",
@@ -228,9 +230,7 @@ def _sidecar(path: Path) -> Path:
 
 
 def _write_json(path: Path, content: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def _reusable(path: Path, configuration: Mapping[str, Any]) -> bool:
@@ -248,7 +248,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _describe(path: Path, configuration: Mapping[str, Any], **facts: Any) -> None:
-    from calotools import __version__
+    from calotools.version import __version__
 
     _write_json(
         _sidecar(path),
@@ -287,13 +287,13 @@ def make_sample(
     seed
         Seed of the simulation.
     lcw
-        LCW tables (`calotools.calibration.LCWCalibration.save`) to fill the
+        LCW tables (`calotools.sim.calibration.LCWCalibration.save`) to fill the
         ``cluster_EM_PROBABILITY`` … ``cluster_E_LCCalib`` branches; without
         them those branches are left out.
     clustering
         Topo-clustering settings (default: ATLAS 4-2-0).
     simulation
-        Further `calotools.simulation.SimulationConfig` fields, e.g.
+        Further `calotools.sim.config.SimulationConfig` fields, e.g.
         ``{"e_min": 1.0, "noise_scale": 2.0}``.
     progress
         Show a progress bar.

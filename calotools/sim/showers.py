@@ -6,7 +6,7 @@ profile, the EM fraction of hadronic showers, the exact cell integral of the
 radial profile and the π0 → γγ decay. The second half maps them onto the
 calorimeter: the depth `Stack` of dead material and layers, the slice-by-slice
 longitudinal deposits of photons and charged pions, and the energy of every
-window cell. `calotools.simulation` drives them batch by batch.
+window cell. `calotools.sim.simulation` drives them batch by batch.
 
 Energies are in GeV, depths in radiation lengths (X0) or nuclear interaction
 lengths (λ) along the particle's path, lateral distances in units of the
@@ -25,21 +25,17 @@ A cell integral over the whole plane is one:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import gammainc
 
 from calotools import geometry
-
-if TYPE_CHECKING:
-    from calotools.cells import Window
-    from calotools.simulation import SimulationConfig
+from calotools.sim.cells import Window
+from calotools.sim.config import CHARGED_PION_MASS_GEV, PI0_MASS_GEV, SimulationConfig
 
 __all__ = [
-    "CHARGED_PION_MASS_GEV",
     "CONVERSION_LENGTH_X0",
-    "PI0_MASS_GEV",
     "BockParameters",
     "Deposit",
     "GFlashRadial",
@@ -60,10 +56,6 @@ __all__ = [
     "photon_showers",
     "pi0_decay",
 ]
-
-#: PDG 2022: m(π0) and m(π±) in GeV.
-PI0_MASS_GEV = 0.1349768
-CHARGED_PION_MASS_GEV = 0.13957039
 
 #: Mean photon conversion depth, 9/7 X0 (pair-production mean free path, PDG
 #: passage-of-particles review; ``physics-spec.md`` section 3a).

@@ -3,7 +3,7 @@
 ``physics-spec.md`` sections 1–3: a π0 (→ γγ), a photon or a charged pion
 comes from the origin, showers through dead material, the presampler, the
 three EM layers, the cryostat and the three Tile layers, and leaves in every
-cell of a `calotools.cells.Window` around it
+cell of a `calotools.sim.cells.Window` around it
 
 - a **measured energy** at EM scale: EM deposits, visible non-EM energy and
   MIP ionisation over e/mip, with Gaussian sampling fluctuations (10 %/√E per
@@ -11,7 +11,7 @@ cell of a `calotools.cells.Window` around it
   and Gaussian electronic noise (float32);
 - a **truth** ("calibration hit") energy split as ATLAS splits it: EM, non-EM
   visible (E_had/(e/h) plus MIP), invisible, escaped (float64, so that
-  `calotools.cells.CellBatch.energy_balance` is zero up to float64 rounding).
+  `calotools.sim.cells.CellBatch.energy_balance` is zero up to float64 rounding).
 
 Per event it also records the energy lost in dead material in front and in
 the cryostat, leaking out of the back and deposited outside the window, and in
@@ -19,7 +19,7 @@ the cryostat, leaking out of the back and deposited outside the window, and in
 ``first_interaction_lambda`` and ``mip_energy`` for π±.
 
 Nothing is drawn per spot: longitudinal shares are differences of incomplete
-gamma functions and lateral shares exact cell integrals (`calotools.showers`),
+gamma functions and lateral shares exact cell integrals (`calotools.sim.showers`),
 so whole batches are NumPy array operations.
 
 **Energy convention**: the generated energy is the particle's *total* energy,
@@ -43,18 +43,15 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
 from calotools import geometry
-from calotools.cells import CellBatch, LayerCells, Window
-from calotools.showers import (
-    CHARGED_PION_MASS_GEV,
-    PI0_MASS_GEV,
+from calotools.sim.cells import CellBatch, LayerCells
+from calotools.sim.config import PARTICLES, SimulationConfig
+from calotools.sim.showers import (
     Deposit,
     Profiles,
     build_stack,
@@ -66,36 +63,7 @@ from calotools.showers import (
     pi0_decay,
 )
 
-__all__ = [
-    "DEFAULT_NOISE_MEV",
-    "PARTICLES",
-    "SimulationConfig",
-    "simulate",
-    "simulate_batch",
-]
-
-#: Generated particles and their PDG ids.
-PARTICLES: Mapping[str, int] = MappingProxyType({"pi0": 111, "pi+": 211, "pi-": -211, "gamma": 22})
-_MASS_GEV = {
-    "pi0": PI0_MASS_GEV,
-    "pi+": CHARGED_PION_MASS_GEV,
-    "pi-": CHARGED_PION_MASS_GEV,
-    "gamma": 0.0,
-}
-
-#: Electronic noise σ per cell without pile-up, MeV (``physics-spec.md`` section 2 [A]):
-#: the one table of noise values in calotools.
-DEFAULT_NOISE_MEV: Mapping[str, float] = MappingProxyType(
-    {
-        "PreSamplerB": 30.0,
-        "EMB1": 15.0,
-        "EMB2": 25.0,
-        "EMB3": 20.0,
-        "TileBar0": 20.0,
-        "TileBar1": 20.0,
-        "TileBar2": 20.0,
-    }
-)
+__all__ = ["simulate", "simulate_batch"]
 
 # Events per random-number block; part of the output's definition (changing it
 # changes every event), not a tuning knob.
@@ -104,209 +72,6 @@ _N_UNIFORMS = 8  # energy, |η|, sign η, φ, cos θ*, φ*, depth 1, depth 2
 _N_NORMALS = 5  # GFlash (ln T, ln α) of photon 1 and 2, EM fraction
 # Corner-grid elements per vectorised step: a few MB of temporaries, cache-sized.
 _CHUNK_ELEMENTS = 1 << 18
-
-
-# Physics fields that must be >= 0, and those that must be > 0.
-_NON_NEGATIVE = (
-    "noise_scale",
-    "dead_material_front_x0",
-    "dead_material_front_lambda",
-    "cryostat_lambda",
-    "cryostat_x0",
-    "dead_material_mip_mev_per_x0",
-    "em_fraction_spread",
-    "em_sampling_term",
-    "hadronic_sampling_term",
-)
-_POSITIVE = (
-    "pion_interaction_length",
-    "e_over_mip_lar",
-    "e_over_mip_tile",
-    "em_fraction_e0_gev",
-    "hadronic_radius_lambda",
-    "hadronic_lambda_eff_cm",
-    "hadronic_radius_growth_lambda",
-    "gflash_sampling_fs",
-    "gflash_sigma_cap",
-)
-
-
-def _finite(*values: Any) -> bool:
-    return all(isinstance(v, (int, float, np.number)) and math.isfinite(v) for v in values)
-
-
-def _expect(condition: bool, name: str, expected: str, value: Any) -> None:
-    if not condition:
-        msg = f"SimulationConfig.{name} must be {expected}; got {value!r}"
-        raise ValueError(msg)
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """Everything that defines a simulated sample; saved as JSON next to it.
-
-    Energies in GeV (total energy, log-uniform between ``e_min`` and ``e_max``),
-    |η| uniform in [``eta_min``, ``eta_max``] with a random sign, φ uniform in
-    [``phi_min``, ``phi_max``]. Fields below ``window`` are the physics
-    assumptions of ``physics-spec.md``, each citing its section.
-    """
-
-    particle: str = "pi0"
-    n_events: int = 10_000
-    e_min: float = 0.2
-    e_max: float = 2000.0
-    eta_min: float = 0.0
-    eta_max: float = 0.7
-    phi_min: float = -math.pi
-    phi_max: float = math.pi
-    noise_mev: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_NOISE_MEV))
-    noise_scale: float = 1.0  # §2: a "different noise cut" sample scales the noise
-    seed: int = 0
-    batch_size: int = 1024
-    window: Window = field(default_factory=Window)
-
-    # §1 [A]: tracker, solenoid and cryostat wall in front of the presampler.
-    dead_material_front_x0: float = 2.0
-    dead_material_front_lambda: float = 0.2
-    # §1 [A]: cryostat between EMB3 and TileBar0; 0.25 λ puts 5–10 % of π±
-    # energy there. X0: Al/steel has X0/λ ≈ 0.1–0.2, so ≈ 2 X0.
-    cryostat_lambda: float = 0.25
-    cryostat_x0: float = 2.0
-    # §3b.1 [A]: MIP loss per X0 in dead material (Rossi: dE/dx·X0 ≈ Ec; Fe 22, Al 43 MeV).
-    dead_material_mip_mev_per_x0: float = 25.0
-    # §3b.1 [A]: pion interaction length λ_π in units of λ_I.
-    pion_interaction_length: float = 1.2
-    # §3b.1 [A]: e/mip, MIP signal at EM scale = deposit / (e/mip).
-    e_over_mip_lar: float = 0.7
-    e_over_mip_tile: float = 1.0
-    # §3b.2 [R]: mean EM fraction 1 − (E/E0)^(k−1); [A] per-shower Gaussian spread.
-    em_fraction_k: float = 0.82
-    em_fraction_e0_gev: float = 1.0
-    em_fraction_spread: float = 0.12
-    # §3b.5 [A]: hadronic lateral scale R_h = 0.2 λ_eff, growing linearly to 1.5×
-    # over the first 2 λ of the shower. λ_eff is one length for LAr and Tile: the
-    # EMB's λ_I (§1) puts ≈ 96–98 % of π± energy inside 0.4 × 0.4 (§3b.5: ≈ 95 %);
-    # Tile's own 20 cm would make Tile deposits nearly one cell wide.
-    hadronic_radius_lambda: float = 0.2
-    hadronic_lambda_eff_cm: float = 42.0
-    hadronic_radius_growth: float = 1.5
-    hadronic_radius_growth_lambda: float = 2.0
-    # §2 [S]: non-compensation of the non-EM part, Tile (Budagov et al.) and LAr
-    # (hep-ex/9911033): visible non-EM = E_had / (e/h).
-    e_over_h_lar: float = 1.74
-    e_over_h_tile: float = 1.36
-    # [A]: share of the non-EM energy carried away by neutrinos (escaped); the
-    # rest of the non-visible part is invisible (nuclear binding, recoils).
-    escaped_fraction: float = 0.02
-    # §2 [R]: EM sampling term, σ² = a²·E_cell[GeV] per cell (10 %/√E).
-    em_sampling_term: float = 0.10
-    # §2 [A]: per-cell stochastic term of the visible non-EM energy, tuned so that
-    # π± reach ≈ 50–60 %/√E ⊕ 3 % (with the EM-fraction spread and dead material).
-    hadronic_sampling_term: float = 0.55
-    # §3a [R]: GFlash sampling-calorimeter parameters of the EMB, and the cap on
-    # the spread of ln T and ln α.
-    gflash_sampling_fs: float = 3.3
-    gflash_sampling_ehat: float = 0.69
-    gflash_sigma_cap: float = 0.5
-
-    def __post_init__(self) -> None:
-        known = isinstance(self.particle, str) and self.particle in PARTICLES
-        _expect(known, "particle", f"one of {list(PARTICLES)}", self.particle)
-        for name, lowest in (("n_events", 1), ("batch_size", 1), ("seed", 0)):
-            value = getattr(self, name)
-            is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            _expect(is_int and value >= lowest, name, f"an integer >= {lowest}", value)
-            object.__setattr__(self, name, int(value))  # NumPy integers are not JSON
-        mass = _MASS_GEV[self.particle]
-        _expect(
-            _finite(self.e_min) and self.e_min > mass,
-            "e_min",
-            f"a total energy in GeV above the {self.particle} mass ({mass} GeV)",
-            self.e_min,
-        )
-        _expect(
-            _finite(self.e_max) and self.e_max >= self.e_min,
-            "e_max",
-            f"a finite energy in GeV >= e_min ({self.e_min})",
-            self.e_max,
-        )
-        reach = geometry.BARREL_ETA_MAX
-        barrel = f"the barrel model ends at |η| = geometry.BARREL_ETA_MAX = {reach}"
-        _expect(
-            _finite(self.eta_min) and 0.0 <= self.eta_min <= reach,
-            "eta_min",
-            f"in [0, {reach}] ({barrel})",
-            self.eta_min,
-        )
-        _expect(
-            _finite(self.eta_max) and self.eta_min <= self.eta_max <= reach,
-            "eta_max",
-            f"in [eta_min, {reach}] ({barrel})",
-            self.eta_max,
-        )
-        _expect(
-            _finite(self.phi_min, self.phi_max)
-            and 0.0 <= self.phi_max - self.phi_min <= 2.0 * math.pi + 1e-12,
-            "phi_max",
-            f"finite with 0 <= phi_max - phi_min <= 2π (phi_min = {self.phi_min})",
-            self.phi_max,
-        )
-        names = [lay.name for lay in geometry.LAYERS]
-        noise = dict(self.noise_mev)
-        valid = sorted(noise) == sorted(names) and all(
-            _finite(s) and s >= 0.0 for s in noise.values()
-        )
-        _expect(valid, "noise_mev", f"a finite σ >= 0 in MeV for each of {names}", noise)
-        # A copy in layer order: the config owns its table (a dict, so that it pickles).
-        object.__setattr__(self, "noise_mev", {name: float(noise[name]) for name in names})
-        _expect(isinstance(self.window, Window), "window", "a calotools.cells.Window", self.window)
-        for name in _NON_NEGATIVE:
-            value = getattr(self, name)
-            _expect(_finite(value) and value >= 0.0, name, "finite and >= 0", value)
-        for name in _POSITIVE:
-            value = getattr(self, name)
-            _expect(_finite(value) and value > 0.0, name, "finite and > 0", value)
-        k = self.em_fraction_k
-        _expect(_finite(k) and 0.0 < k < 1.0, "em_fraction_k", "in (0, 1)", k)
-        growth = self.hadronic_radius_growth
-        _expect(_finite(growth) and growth >= 1.0, "hadronic_radius_growth", ">= 1", growth)
-        ehat = self.gflash_sampling_ehat
-        _expect(_finite(ehat) and 0.0 < ehat <= 1.0, "gflash_sampling_ehat", "in (0, 1]", ehat)
-        for name in ("e_over_h_lar", "e_over_h_tile"):
-            value = getattr(self, name)
-            _expect(_finite(value) and value >= 1.0, name, ">= 1 (non-compensation)", value)
-        most = 1.0 - 1.0 / max(self.e_over_h_lar, self.e_over_h_tile)
-        _expect(
-            _finite(self.escaped_fraction) and 0.0 <= self.escaped_fraction <= most,
-            "escaped_fraction",
-            f"in [0, 1 - 1/(e/h)] = [0, {most:.3f}]: it is part of the non-visible energy",
-            self.escaped_fraction,
-        )
-
-    @property
-    def pdg_id(self) -> int:
-        """PDG id of the generated particle."""
-        return PARTICLES[self.particle]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable description (the sidecar of every data file)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["noise_mev"] = dict(self.noise_mev)
-        out["window"] = asdict(self.window)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SimulationConfig:
-        """Inverse of `to_dict`; unknown keys are an error, missing ones take defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            msg = f"unknown SimulationConfig fields {unknown}; known fields: {sorted(known)}"
-            raise ValueError(msg)
-        values = dict(data)
-        if isinstance(values.get("window"), Mapping):
-            values["window"] = Window(**values["window"])
-        return cls(**values)
 
 
 def _chunk(profiles: Profiles, lo: int, hi: int) -> Profiles:

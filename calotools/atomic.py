@@ -1,0 +1,156 @@
+"""Files and folders that appear whole or not at all.
+
+Everything calotools writes (ntuples, LCW tables, splits, sidecars, model
+folders, figures, study outputs) is written under a temporary name beside its
+final one and renamed when complete. A rename within a folder is atomic, so a
+reader, or a run that was interrupted (Ctrl-C, a crash, a full disk), finds
+either the old file or the new one under the final name, never half of one.
+
+- `atomic_write`: a context manager giving the temporary path to write to;
+- `PendingFile`: the same for writers that open and close in separate calls
+  (`calotools.ntuple.ClusterWriter`);
+- `write_text`, `copy_file`: the two writes everyone needs;
+- `partial_folder`, `commit_folder`, `atomic_folder`: the same for folders,
+  which are written as ``.NAME.partial`` and renamed.
+
+Temporary names keep the final suffix (``.pi0.root.<pid>.tmp.root``) because
+some libraries pick the format by it (Keras, matplotlib).
+
+Examples
+--------
+>>> import tempfile
+>>> from pathlib import Path
+>>> folder = Path(tempfile.mkdtemp())
+>>> with atomic_write(folder / "table.csv") as tmp:
+...     _ = tmp.write_text("a,b\\n1,2\\n")
+...     (folder / "table.csv").exists()
+False
+>>> (folder / "table.csv").read_text()
+'a,b\\n1,2\\n'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = [
+    "PendingFile",
+    "atomic_folder",
+    "atomic_write",
+    "commit_folder",
+    "copy_file",
+    "partial_folder",
+    "temporary_path",
+    "write_text",
+]
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """The name ``path`` is written under until it is complete: hidden, per process, same suffix."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+
+
+class PendingFile:
+    """A file being written under `temporary_path` until `commit` renames it to ``path``.
+
+    The folder of ``path`` is created if needed. `abort` removes the temporary
+    file and leaves ``path`` as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.tmp = temporary_path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def commit(self) -> Path:
+        """Give the complete file its final name (replacing an older one) and return it."""
+        self.tmp.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the temporary path to write ``path`` to; rename it when the block completes.
+
+    If the block raises (or is interrupted), the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    pending = PendingFile(path)
+    try:
+        yield pending.tmp
+        pending.commit()
+    except BaseException:
+        pending.abort()
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path``, atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def copy_file(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy ``source`` to ``target``, atomically."""
+    with atomic_write(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(target)
+
+
+# ---------------------------------------------------------------------------- folders
+
+
+def partial_folder(folder: str | os.PathLike) -> Path:
+    """Where a folder is written before it is complete: ``.NAME.partial`` beside it."""
+    folder = Path(folder)
+    return folder.with_name(f".{folder.name}.partial")
+
+
+def commit_folder(partial: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Give a complete folder its final name, replacing an older version if there is one.
+
+    The older version is moved aside before the rename and deleted after it, so
+    that an interruption leaves either the old or the new folder under the
+    final name (and never a mixture).
+    """
+    partial, folder = Path(partial), Path(folder)
+    old = folder.with_name(f".{folder.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        folder.replace(old)
+    partial.replace(folder)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty `partial_folder` to fill; it replaces ``folder`` when the block completes.
+
+    A leftover partial folder of an earlier, interrupted write is removed first;
+    if the block raises, the partial folder is removed and ``folder`` is left as
+    it was. (Training keeps its partial folder on purpose, to resume: it uses
+    `partial_folder` and `commit_folder` directly.)
+    """
+    partial = partial_folder(folder)
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    commit_folder(partial, folder)

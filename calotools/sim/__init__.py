@@ -1,0 +1,63 @@
+"""The detector simulation and reconstruction: how calotools makes its default data set.
+
+In the order events flow through it:
+
+- `calotools.sim.config`: `SimulationConfig`, everything that defines a
+  simulated sample, and the particle constants;
+- `calotools.sim.showers`: the shower parameterisations (GFlash EM showers,
+  Bock hadronic profiles, π0 → γγ) and how they deposit energy in the layers;
+- `calotools.sim.cells`: the window of cells around each particle;
+- `calotools.sim.simulation`: single particles through the barrel, batch by batch;
+- `calotools.sim.clustering`, `calotools.sim.moments`, `calotools.sim.images`:
+  ATLAS 4-2-0 topo-clustering, cluster moments and the MLTree layer images;
+- `calotools.sim.calibration`: the LCW-style classification and calibration;
+- `calotools.sim.reconstruction`: cells → clusters, moments and images, one call per batch;
+- `calotools.sim.samples`: samples written as ntuples with sidecars, and the
+  default data set (``calotools simulate``).
+
+It writes what `calotools.ntuple` reads, and imports nothing of the analysis
+layer. The physics and its sources are in ``docs/physics.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__all__ = [
+    "calibration",
+    "cells",
+    "clustering",
+    "config",
+    "images",
+    "moments",
+    "reconstruction",
+    "samples",
+    "showers",
+    "simulation",
+]
+
+if TYPE_CHECKING:
+    from calotools.sim import (
+        calibration,
+        cells,
+        clustering,
+        config,
+        images,
+        moments,
+        reconstruction,
+        samples,
+        showers,
+        simulation,
+    )
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        return importlib.import_module(f"calotools.sim.{name}")
+    msg = f"module 'calotools.sim' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
