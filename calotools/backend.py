@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from calotools import extras
+
 __all__ = ["DEFAULT_TF_LOG_LEVEL", "kept_startup_lines", "keras", "predict"]
 
 #: ``TF_CPP_MIN_LOG_LEVEL`` when the user has not set one: 2 shows errors only
@@ -94,8 +96,7 @@ def _load_tensorflow(min_level: int) -> None:
             sys.stderr = open(saved, "w", closefd=False)  # noqa: SIM115 - closed below
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
+            tf = extras.tensorflow()
             # Device discovery (cuInit) logs too: do it now, inside the capture.
             tf.config.list_physical_devices()
         finally:
@@ -114,9 +115,7 @@ def keras() -> ModuleType:
     with _lock:
         if "tensorflow" not in sys.modules:
             _load_tensorflow(_log_level())
-    import keras
-
-    return keras
+    return extras.require("keras", "training and running the networks")
 
 
 def _padded(array: np.ndarray, length: int) -> np.ndarray:

@@ -38,14 +38,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from calotools import backend, ntuple
+from calotools import backend, extras, ntuple
 from calotools.cuts import branches_in, feature_branch
 from calotools.data import (
     DEFAULT_CUT,
     SAMPLE_LABELS,
     FileScan,
-    MatchMethod,
     Selection,
+    SelectionConfig,
     build_selection,
     sample_files,
     scan_columns,
@@ -84,10 +84,10 @@ def dask_client(
     processes)``, further options passed on) is closed on leaving the block;
     a remote scheduler is left running.
     """
-    from distributed import Client, LocalCluster
+    distributed = extras.distributed()
 
     if address is not None:
-        with Client(address) as client:
+        with distributed.Client(address) as client:
             yield client
         return
     # One TensorFlow thread per Dask thread: workers × threads should fill the
@@ -106,13 +106,13 @@ def dask_client(
         options["env"] = env
     options.update(cluster_options)
     with (
-        LocalCluster(
+        distributed.LocalCluster(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             processes=processes,
             **options,
         ) as cluster,
-        Client(cluster) as client,
+        distributed.Client(cluster) as client,
     ):
         yield client
 
@@ -127,16 +127,25 @@ def _client_for(client: Client | None, address: str | None) -> Iterator[Client]:
 
 
 def _partitions(reader: ChunkReader, step_size: int) -> tuple[list, list[int]]:
-    """Delayed dask-awkward partitions of one file (its branches read), and their first entries."""
+    """Delayed dask-awkward partitions of one file (its branches read), and their first entries.
+
+    The partitions are the reader's basket-aligned chunks, given to ``uproot.dask`` as
+    explicit steps with ``open_files=False``: the graph then holds file names, not open
+    files, which uproot 5.7 cannot pickle for an RNTuple (its metadata fails to
+    unpickle), so it travels to worker processes for both storage kinds.
+    """
     import uproot
 
+    # An empty tree is one empty partition, so that every file gives a scan and an output.
+    bounds = reader.chunk_bounds(step_size) or [(0, 0)]
     # Absolute paths: the workers need not share the client's working directory.
+    source = {"object_path": reader.tree_name, "steps": [list(bound) for bound in bounds]}
     arrays = uproot.dask(
-        {str(reader.path.resolve()): reader.tree.name},
+        {str(reader.path.resolve()): source},
         filter_name=list(reader.file_names),
-        step_size=step_size,
+        open_files=False,
     )
-    return arrays.to_delayed(), [int(d) for d in arrays.divisions[:-1]]
+    return arrays.to_delayed(), [start for start, _ in bounds]
 
 
 def _partition_columns(partition: Any, names: Mapping[str, str]) -> dict[str, np.ndarray]:
@@ -171,13 +180,8 @@ def _merge_scans(scans: Sequence[FileScan]) -> FileScan:
 
 def select(
     samples: Mapping[str, ntuple.FileSpec],
+    config: SelectionConfig | None = None,
     *,
-    cut: str | None = DEFAULT_CUT,
-    balance: bool = False,
-    match: str | None = None,
-    match_bins: int | Sequence[float] = 20,
-    match_method: MatchMethod = "resample",
-    seed: int = 0,
     labels: Mapping[str, int] = SAMPLE_LABELS,
     step_size: int = ntuple.DEFAULT_BASKET_SIZE,
     client: Client | None = None,
@@ -185,12 +189,14 @@ def select(
 ) -> Selection:
     """`calotools.data.select`, with the files scanned in parallel on a Dask cluster.
 
-    Gives the same `Selection` as `calotools.data.select` with the same arguments.
-    ``client`` (or ``address``) chooses the cluster; by default a local one
-    is started for the call.
+    Gives the same `Selection` as `calotools.data.select` with the same
+    `SelectionConfig`. ``client`` (or ``address``) chooses the cluster; by
+    default a local one is started for the call.
     """
-    import dask
+    dask = extras.dask()
 
+    config = config or SelectionConfig()
+    cut, match = config.cut, config.match
     files = sample_files(samples, labels)
     branches = sorted(branches_in(cut)) if cut else []
     if match:
@@ -209,16 +215,7 @@ def select(
         tasks.append(dask.delayed(_merge_scans)(scans))
     with _client_for(client, address) as active:
         scans = active.gather(active.compute(tasks))
-    return build_selection(
-        files,
-        scans,
-        cut=cut,
-        balance=balance,
-        match=match,
-        match_bins=match_bins,
-        match_method=match_method,
-        seed=seed,
-    )
+    return build_selection(files, scans, config)
 
 
 # ---------------------------------------------------------------------------- inference
@@ -349,7 +346,7 @@ def predict(
     list of Path
         The prediction files, in the order of the inputs.
     """
-    import dask
+    dask = extras.dask()
 
     preprocessing.check_fitted()
     if isinstance(model, str | os.PathLike):

@@ -8,7 +8,10 @@ stratified by class). Clusters are identified by (file, entry number), never by
 their position in memory, so a saved `Split` picks the same test clusters in
 every later notebook, whatever else changes.
 
-Spectrum matching (``match=`` in `select`), in bins of a variable such as
+How to select is one frozen `SelectionConfig` (cut, balancing, matching,
+seed), saved with the selection and with every split made from it.
+
+Spectrum matching (`SelectionConfig.match`), in bins of a variable such as
 ``"log10(cluster_E)"``:
 
 - ``"resample"`` (default): in every bin, the more populated class is
@@ -23,8 +26,11 @@ cannot be matched.
 
 Examples
 --------
+>>> config = SelectionConfig(balance=True, match="log10(cluster_E)")
+>>> config.cut
+'abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2'
 >>> selection = select({"pi0": "data/pi0.root", "pipm": "data/pipm.root"},
-...                    balance=True)  # doctest: +SKIP
+...                    config)  # doctest: +SKIP
 >>> parts = split(selection, seed=1)  # doctest: +SKIP
 >>> parts.save("outputs/split.npz")  # doctest: +SKIP
 >>> Split.load("outputs/split.npz")["test"]  # doctest: +SKIP
@@ -33,6 +39,7 @@ Selection(40000 clusters in 2 files: pi0 20000, pipm 20000)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -58,6 +65,7 @@ __all__ = [
     "FileScan",
     "SampleFile",
     "Selection",
+    "SelectionConfig",
     "Split",
     "build_selection",
     "iterate_selection",
@@ -82,6 +90,80 @@ _FORMAT = "calotools.Split/1"
 # Independent random streams per purpose, so that e.g. turning balancing on
 # does not change which clusters the split puts in the test part.
 _STREAM = {"match": 1, "balance": 2, "split": 3}
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """How clusters are selected from the samples; saved with the selection.
+
+    Parameters
+    ----------
+    cut
+        Selection expression on branches (`calotools.cuts`); None for none.
+    balance
+        Downsample the larger class at random (seeded) to the size of the smaller.
+    match
+        Feature whose spectra are matched between the classes, e.g.
+        ``"log10(cluster_E)"``; None for no matching.
+    match_bins
+        Number of equal bins over the range of ``match``, or the bin edges.
+    match_method
+        ``"resample"`` or ``"reweight"`` (module docstring).
+    seed
+        Seed of the random choices (matching, balancing).
+    """
+
+    cut: str | None = DEFAULT_CUT
+    balance: bool = False
+    match: str | None = None
+    match_bins: int | tuple[float, ...] = 20
+    match_method: MatchMethod = "resample"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cut is not None:
+            branches_in(self.cut)  # a cut that does not parse fails here, with its text
+        if self.match is not None:
+            feature_branch(self.match)
+        if self.match_method not in ("resample", "reweight"):
+            msg = f"match_method must be 'resample' or 'reweight', got {self.match_method!r}"
+            raise DataError(msg)
+        if isinstance(self.match_bins, int | np.integer):
+            if self.match_bins < 1:
+                msg = f"match_bins must be at least 1 bin, got {self.match_bins}"
+                raise DataError(msg)
+            object.__setattr__(self, "match_bins", int(self.match_bins))
+        else:
+            edges = tuple(float(edge) for edge in self.match_bins)
+            if len(edges) < 2 or not np.all(np.diff(edges) > 0):
+                msg = f"match_bins must be a number of bins or increasing edges, got {edges}"
+                raise DataError(msg)
+            object.__setattr__(self, "match_bins", edges)
+        is_int = isinstance(self.seed, int | np.integer) and not isinstance(self.seed, bool)
+        if not is_int or self.seed < 0:
+            msg = f"seed must be a whole number >= 0, got {self.seed!r}"
+            raise DataError(msg)
+        object.__setattr__(self, "seed", int(self.seed))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready fields."""
+        fields = dataclasses.asdict(self)
+        if isinstance(self.match_bins, tuple):
+            fields["match_bins"] = list(self.match_bins)
+        return fields
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SelectionConfig:
+        """The inverse of `to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            msg = f"unknown SelectionConfig fields {unknown}; known: {sorted(known)}"
+            raise DataError(msg)
+        values = dict(values)
+        if isinstance(values.get("match_bins"), list):
+            values["match_bins"] = tuple(values["match_bins"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -293,9 +375,24 @@ class Selection:
         return np.stack([self.file_index.astype(np.int64), self.entry], axis=1)
 
     @property
+    def config(self) -> SelectionConfig:
+        """How the selection was made."""
+        if "selection" in self.info:
+            return SelectionConfig.from_dict(self.info["selection"])
+        # Selections saved by calotools 0.1 kept the settings at the top of their info.
+        match = self.info.get("match") or {}
+        return SelectionConfig(
+            cut=self.info.get("cut"),
+            balance=bool(self.info.get("balance", False)),
+            match=match.get("variable"),
+            match_method=match.get("method", "resample"),
+            seed=int(self.info.get("seed", 0)),
+        )
+
+    @property
     def cut(self) -> str | None:
         """The cut every selected cluster passes."""
-        return self.info.get("cut")
+        return self.config.cut
 
     def counts(self) -> dict[str, int]:
         """Clusters per sample."""
@@ -410,19 +507,15 @@ def _balance(selection: Selection, seed: int) -> Selection:
 def build_selection(
     files: Sequence[tuple[Path, str, int]],
     scans: Sequence[FileScan],
-    *,
-    cut: str | None = DEFAULT_CUT,
-    balance: bool = False,
-    match: str | None = None,
-    match_bins: int | Sequence[float] = 20,
-    match_method: MatchMethod = "resample",
-    seed: int = 0,
+    config: SelectionConfig | None = None,
 ) -> Selection:
     """Turn per-file scans (`scan_file`, or the Dask version) into a `Selection`.
 
     Checks that every sample keeps clusters, then matches spectra and balances
-    classes as asked (see `select`).
+    classes as ``config`` asks (see `select`).
     """
+    config = config or SelectionConfig()
+    cut = config.cut
     sample_list = [
         SampleFile(path, sample, label, scan.n_entries)
         for (path, sample, label), scan in zip(files, scans, strict=True)
@@ -445,36 +538,35 @@ def build_selection(
     )
     entry = np.concatenate([scan.entries for scan in scans])
     info: dict[str, Any] = {
-        "cut": cut,
-        "seed": seed,
-        "balance": balance,
+        "selection": config.to_dict(),
         "match": None,
         "passing_cut": {s: kept for s, (_, kept, _) in per_sample.items()},
     }
     selection = Selection(sample_list, file_index, entry, None, info)
-    if match:
+    if config.match:
         values = np.concatenate([scan.match_values for scan in scans])
         labels = np.asarray([f.label for f in sample_list], dtype=np.int32)[file_index]
-        keep, weights, edges = match_spectra(values, labels, match_bins, match_method, seed=seed)
+        keep, weights, edges = match_spectra(
+            values, labels, config.match_bins, config.match_method, seed=config.seed
+        )
         if len(keep) == 0:
-            msg = f"no bin of {match!r} has clusters of both classes; nothing can be matched"
+            msg = f"no bin of {config.match!r} has clusters of both classes; nothing can be matched"
             raise DataError(msg)
-        info["match"] = {"variable": match, "method": match_method, "edges": edges.tolist()}
+        info["match"] = {
+            "variable": config.match,
+            "method": config.match_method,
+            "edges": edges.tolist(),
+        }
         selection = Selection(sample_list, file_index[keep], entry[keep], weights, info)
-    if balance:
-        selection = _balance(selection, seed)
+    if config.balance:
+        selection = _balance(selection, config.seed)
     return selection.take(np.arange(len(selection)), counts=selection.counts())
 
 
 def select(
     samples: Mapping[str, ntuple.FileSpec],
+    config: SelectionConfig | None = None,
     *,
-    cut: str | None = DEFAULT_CUT,
-    balance: bool = False,
-    match: str | None = None,
-    match_bins: int | Sequence[float] = 20,
-    match_method: MatchMethod = "resample",
-    seed: int = 0,
     labels: Mapping[str, int] = SAMPLE_LABELS,
     step_size: int = ntuple.DEFAULT_BASKET_SIZE,
 ) -> Selection:
@@ -487,21 +579,12 @@ def select(
     samples
         Sample name → files (a path, glob, folder or list), e.g.
         ``{"pi0": "data/pi0.root", "pipm": "data/pipm.root"}``.
-    cut
-        Selection expression on branches (`calotools.cuts`); None for none.
-    balance
-        Downsample the larger class at random (seeded) to the size of the smaller.
-    match
-        Variable whose spectra are matched between the classes, e.g.
-        ``"log10(cluster_E)"``; None for no matching.
-    match_bins
-        Number of equal bins over the range of ``match``, or the bin edges.
-    match_method
-        ``"resample"`` or ``"reweight"`` (module docstring).
-    seed
-        Seed of the random choices.
+    config
+        How to select (default: `SelectionConfig()`, the studies' cut).
     labels
         Sample name → class label.
+    step_size
+        Entries read per chunk.
 
     Raises
     ------
@@ -509,18 +592,13 @@ def select(
         For a cut naming a branch a file lacks, NaN/inf in a branch the cut
         uses, or a sample with no cluster passing the cut.
     """
+    config = config or SelectionConfig()
     files = sample_files(samples, labels)
-    scans = [scan_file(path, cut=cut, variable=match, step_size=step_size) for path, _, _ in files]
-    return build_selection(
-        files,
-        scans,
-        cut=cut,
-        balance=balance,
-        match=match,
-        match_bins=match_bins,
-        match_method=match_method,
-        seed=seed,
-    )
+    scans = [
+        scan_file(path, cut=config.cut, variable=config.match, step_size=step_size)
+        for path, _, _ in files
+    ]
+    return build_selection(files, scans, config)
 
 
 # ---------------------------------------------------------------------------- split

@@ -22,8 +22,9 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import awkward as ak
 import numpy as np
 import pandas as pd
 import uproot
@@ -221,15 +222,98 @@ def resolve_files(files: FileSpec) -> list[Path]:
     return paths
 
 
-def _open_tree(path: Path, tree_name: str) -> uproot.TTree:
+# MLTree's trees are TTrees; ROOT's newer columnar format, the RNTuple, is read the same way.
+_TTREE_CLASSES = ("TTree", "TNtuple")
+_RNTUPLE_CLASS = "ROOT::RNTuple"
+
+
+def _is_tree_class(classname: str) -> bool:
+    return classname.startswith(_TTREE_CLASSES) or classname == _RNTUPLE_CLASS
+
+
+def _form_shape(form: ak.forms.Form) -> tuple[int, ...]:
+    """Fixed per-entry dimensions of an awkward form; () for a scalar or a variable length."""
+    shape = []
+    while isinstance(form, ak.forms.RegularForm):
+        shape.append(form.size)
+        form = form.content
+    if not isinstance(form, ak.forms.NumpyForm):
+        return ()  # std::vector, RVec or a record: no fixed shape
+    return (*shape, *form.inner_shape)
+
+
+class _Tree:
+    """A ``ClusterTree`` stored as a TTree or as an RNTuple, read through one interface.
+
+    uproot reads both, with different calls: an RNTuple has no branch
+    interpretations (shapes come from its awkward form), no
+    ``common_entry_offsets`` (its clusters span every column), and its
+    ``arrays`` gives fields in file order and drops unknown names silently.
+    """
+
+    def __init__(self, path: Path, name: str, classname: str, handle: Any) -> None:
+        self.path = path
+        self.name = name
+        self.is_rntuple = classname == _RNTUPLE_CLASS
+        self.handle = handle
+
+    @property
+    def kind(self) -> str:
+        """``"TTree"`` or ``"RNTuple"``."""
+        return "RNTuple" if self.is_rntuple else "TTree"
+
+    @property
+    def num_entries(self) -> int:
+        return int(self.handle.num_entries)
+
+    def branch_names(self) -> list[str]:
+        """Top-level branch (field) names, in file order."""
+        return list(self.handle.keys(recursive=False))
+
+    def inner_shape(self, name: str) -> tuple[int, ...]:
+        """Per-entry shape of a branch, read from the file's metadata: (16, 16) for EMB2."""
+        if not self.is_rntuple:
+            interpretation = self.handle[name].interpretation
+            return tuple(getattr(interpretation, "inner_shape", ()) or ())
+        form, _ = self.handle[name].to_akform()
+        return _form_shape(form.contents[0])
+
+    def arrays(self, names: Sequence[str], start: int, stop: int) -> dict[str, np.ndarray]:
+        """Entries ``start`` to ``stop`` of ``names`` (as named in the file), as NumPy arrays."""
+        # No array cache: uproot's default keeps up to 100 MB of what was read
+        # per file, which would make a streaming reader's memory grow.
+        if self.is_rntuple:
+            wanted = set(names)
+            arrays = self.handle.arrays(
+                filter_name=lambda name: name in wanted,  # exact names, no glob patterns
+                entry_start=start,
+                entry_stop=stop,
+                library="np",
+                array_cache=None,
+            )
+        else:
+            arrays = self.handle.arrays(
+                list(names), entry_start=start, entry_stop=stop, library="np", array_cache=None
+            )
+        return {name: arrays[name] for name in names}
+
+    def entry_offsets(self, names: Sequence[str]) -> list[int]:
+        """Entries at which every one of ``names`` starts a new basket (RNTuple: cluster)."""
+        if self.is_rntuple:
+            starts = [int(c.num_first_entry) for c in self.handle.cluster_summaries]
+            return [*starts, self.num_entries] if starts else [0]
+        return [int(o) for o in self.handle.common_entry_offsets(filter_name=list(names))]
+
+
+def _open_tree(path: Path, tree_name: str) -> _Tree:
     """Open ``path`` and return its tree, or raise an error that says what is wrong."""
     try:
-        file = uproot.open(path)
+        file = uproot.open(path, array_cache=None)
     except Exception as err:
         msg = f"{path}: not a readable ROOT file ({err.__class__.__name__}: {err})"
         raise NtupleError(msg) from err
-    # ROOT's header records where the file ends; a shorter file was cut off
-    # (an interrupted copy or write), and reading it would fail later or worse.
+    # ROOT's header records where the file ends (for RNTuple files too); a shorter
+    # file was cut off (an interrupted copy or write), and reading it would fail later or worse.
     size = path.stat().st_size
     if file.file.fEND > size:
         msg = (
@@ -239,39 +323,40 @@ def _open_tree(path: Path, tree_name: str) -> uproot.TTree:
         raise NtupleError(msg)
     classnames = {key.split(";")[0]: cls for key, cls in file.classnames().items()}
     if tree_name not in classnames:
-        trees = [key for key, cls in classnames.items() if cls.startswith(("TTree", "TNtuple"))]
+        trees = [key for key, cls in classnames.items() if _is_tree_class(cls)]
         msg = f"{path} has no tree {tree_name!r}; it has: {', '.join(trees) or 'no trees'}"
         raise NtupleError(msg)
-    if not classnames[tree_name].startswith(("TTree", "TNtuple")):
+    if not _is_tree_class(classnames[tree_name]):
         msg = (
-            f"{path}: {tree_name!r} is a {classnames[tree_name]}, not a TTree; "
-            "calotools reads MLTree's TTrees"
+            f"{path}: {tree_name!r} is a {classnames[tree_name]}, not a TTree or an RNTuple; "
+            "calotools reads MLTree's cluster trees"
         )
         raise NtupleError(msg)
-    return file[tree_name]
+    return _Tree(path, tree_name, classnames[tree_name], file[tree_name])
 
 
 def _canonical(name: str) -> str:
     return LEGACY_ALIASES.get(name, name)
 
 
-def _branch_map(tree: uproot.TTree, path: Path) -> dict[str, str]:
+def _branch_map(tree: _Tree) -> dict[str, str]:
     """Canonical name → name in the file, for the branches calotools can read."""
     found: dict[str, str] = {}
-    for name in tree.keys(recursive=False):
+    for name in tree.branch_names():
         if name.startswith(_IGNORED_PREFIXES):
             continue
         found.setdefault(_canonical(name), name)
     return found
 
 
-def _check_images(tree: uproot.TTree, path: Path, names: Iterable[str]) -> None:
-    for name in names:
+def _check_images(tree: _Tree, names: Mapping[str, str]) -> None:
+    """Every image branch among ``names`` (canonical → in the file) has its MLTree shape."""
+    path = tree.path
+    for name, in_file in names.items():
         expected = IMAGE_BRANCHES.get(name)
         if expected is None:
             continue
-        interpretation = tree[name].interpretation
-        shape = tuple(getattr(interpretation, "inner_shape", ()) or ())
+        shape = tree.inner_shape(in_file)
         if shape != expected:
             hint = (
                 " (it looks transposed: calotools stores [η][φ])" if shape[::-1] == expected else ""
@@ -339,11 +424,14 @@ def _to_clusters(
     return Clusters(scalars, images)
 
 
-def _prepare(path: Path, tree_name: str, branches: Sequence[str] | None, cut: str | None):
+def _prepare(
+    path: Path, tree_name: str, branches: Sequence[str] | None, cut: str | None
+) -> tuple[_Tree, list[str], dict[str, str]]:
+    """(the tree, branches to return, name in the file → canonical name of those to read)."""
     tree = _open_tree(path, tree_name)
-    available = _branch_map(tree, path)
+    available = _branch_map(tree)
     wanted, needed = _select_branches(available, branches, cut, path)
-    _check_images(tree, path, needed)
+    _check_images(tree, {name: available[name] for name in needed})
     expressions = {available[name]: name for name in needed}
     return tree, wanted, expressions
 
@@ -371,18 +459,15 @@ def iterate_clusters(
     for path in resolve_files(files):
         if remaining <= 0:
             return
-        ttree, wanted, expressions = _prepare(path, tree, branches, cut)
-        stop = None if math.isinf(remaining) else int(min(remaining, ttree.num_entries))
-        start = 0
-        for chunk in ttree.iterate(
-            list(expressions), step_size=step_size, entry_stop=stop, library="np"
-        ):
+        cluster_tree, wanted, expressions = _prepare(path, tree, branches, cut)
+        stop = int(min(remaining, cluster_tree.num_entries))
+        for start in range(0, stop, step_size):
+            end = min(start + step_size, stop)
+            chunk = cluster_tree.arrays(list(expressions), start, end)
             arrays = {expressions[name]: values for name, values in chunk.items()}
-            n_read = len(next(iter(arrays.values())))
-            where = f"{path} entries {start}–{start + n_read - 1}"
+            where = f"{path} entries {start}–{end - 1}"
             yield _to_clusters(arrays, wanted, cut, where, on_nonfinite)
-            start += n_read
-        remaining -= start
+        remaining -= stop
 
 
 def read_clusters(
@@ -469,7 +554,17 @@ class ChunkReader:
     @property
     def available(self) -> list[str]:
         """Every branch of the file calotools can read, by canonical name."""
-        return list(_branch_map(self.tree, self.path))
+        return list(_branch_map(self.tree))
+
+    @property
+    def tree_name(self) -> str:
+        """Name of the tree in the file."""
+        return self.tree.name
+
+    @property
+    def kind(self) -> str:
+        """How the tree is stored: ``"TTree"`` or ``"RNTuple"``."""
+        return self.tree.kind
 
     @property
     def num_entries(self) -> int:
@@ -482,7 +577,7 @@ class ChunkReader:
         Reading whole baskets decompresses each once; a chunk ending inside a
         basket would make the next read decompress it again.
         """
-        offsets = self.tree.common_entry_offsets(filter_name=list(self.file_names))
+        offsets = self.tree.entry_offsets(list(self.file_names))
         bounds, start = [], 0
         for offset in offsets[1:]:
             if offset - start >= min_entries or offset == offsets[-1]:
@@ -492,15 +587,7 @@ class ChunkReader:
 
     def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> Clusters:
         """Entries ``start`` to ``stop`` (or only ``rows``, counted from ``start``)."""
-        # No array cache: uproot's default keeps up to 100 MB of what was read
-        # per file, which would make a streaming reader's memory grow.
-        arrays = self.tree.arrays(
-            list(self.file_names),
-            entry_start=start,
-            entry_stop=stop,
-            library="np",
-            array_cache=None,
-        )
+        arrays = self.tree.arrays(list(self.file_names), start, stop)
         columns = {self.file_names[name]: values for name, values in arrays.items()}
         if rows is not None:
             columns = {name: values[rows] for name, values in columns.items()}

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from calotools import atomic
+from calotools import atomic, extras
 from calotools.sim import samples
 
 __all__ = [
@@ -177,8 +177,7 @@ class StudyResult:
 
 
 def _to_html(notebook: Path, out: Path) -> Path:
-    import nbconvert
-    import nbformat
+    nbconvert, nbformat = extras.nbconvert(), extras.nbformat()
 
     body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
     return atomic.write_text(out / notebook.with_suffix(".html").name, body)
@@ -207,7 +206,7 @@ def run_study(
     log
         Where to say what is done.
     """
-    import papermill
+    papermill = extras.papermill()
 
     quick = samples.quick_mode() if quick is None else quick
     out = Path(out).resolve()

@@ -187,6 +187,15 @@ class TrainingConfig:
                 raise TrainingError(msg)
         self.model_kwargs = dict(self.model_kwargs)
 
+    def selection(self, *, n_samples: int = 2) -> data.SelectionConfig:
+        """The `calotools.data.SelectionConfig` of the run.
+
+        Its cut and seed, and for a classifier of two samples the balancing of
+        the classes that ``balance`` asks for.
+        """
+        balance = self.task == "classify" and self.balance and n_samples > 1
+        return data.SelectionConfig(cut=self.cut, balance=balance, seed=self.seed)
+
     @property
     def spec(self) -> models.ModelSpec:
         """The registry entry of the model."""
@@ -266,12 +275,7 @@ def _make_split(config: TrainingConfig, source: DataSource) -> data.Split:
                 msg = f"no {config.sample!r} sample among {', '.join(samples)}"
                 raise TrainingError(msg)
             samples = {config.sample: samples[config.sample]}
-        selection = data.select(
-            samples,
-            cut=config.cut,
-            balance=config.task == "classify" and config.balance and len(samples) > 1,
-            seed=config.seed,
-        )
+        selection = data.select(samples, config.selection(n_samples=len(samples)))
         made = data.split(selection, seed=config.seed)
         parts, info = dict(made.parts), dict(made.info)
     if config.sample is not None:

@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from calotools import geometry, metrics, plotting
+from calotools import extras, geometry, metrics, plotting
 
 __all__ = [
     "ActivationExplorer",
@@ -134,7 +134,7 @@ class _Explorer:
     figsize: tuple[float, float] = (11.0, 4.5)
 
     def __init__(self, controls: dict[str, Any]) -> None:
-        import ipywidgets
+        ipywidgets = extras.ipywidgets()
         from matplotlib.figure import Figure
 
         self.controls = controls
@@ -214,7 +214,7 @@ class ClusterBrowser(_Explorer):
         log: bool = True,
         cmap: str = "viridis",
     ) -> None:
-        import ipywidgets
+        ipywidgets = extras.ipywidgets()
 
         if not samples:
             msg = "samples is empty; give at least one, e.g. {'π0': clusters}"
@@ -320,7 +320,7 @@ class CutoffExplorer(_Explorer):
         normalize: Literal["true", "pred"] | None = None,
         cutoffs: metrics.ArrayLike | None = None,
     ) -> None:
-        import ipywidgets
+        ipywidgets = extras.ipywidgets()
 
         self.scan = metrics.cutoff_scan(y_true, p_pi0, cutoffs)  # also checks the inputs
         self.y_true = np.asarray(y_true)
@@ -406,7 +406,7 @@ class ResponseExplorer(_Explorer):
         response_range: tuple[float, float] = (0.0, 2.5),
         response_bins: int = 50,
     ) -> None:
-        import ipywidgets
+        ipywidgets = extras.ipywidgets()
 
         if not samples:
             msg = "samples is empty; give at least one table of true and predicted energies"
@@ -538,7 +538,7 @@ class ActivationExplorer(_Explorer):
         log: bool = False,
         batch_size: int = 1024,
     ) -> None:
-        import ipywidgets
+        ipywidgets = extras.ipywidgets()
 
         from calotools import interpret
 

@@ -95,7 +95,9 @@ def test_a_bdt_trains_on_the_same_split_as_the_networks_and_saves_as_a_model(
     bdt = training.train("bdt", data_folder, tmp_path / "bdt", model_kwargs={"max_iter": 20})
     assert (tmp_path / "bdt" / "model.joblib").exists()
     samples = {"pi0": data_folder / "pi0.root", "pipm": data_folder / "pipm.root"}
-    expected = data.split(data.select(samples, cut=training.DEFAULT_CUT, balance=True))
+    expected = data.split(
+        data.select(samples, data.SelectionConfig(cut=training.DEFAULT_CUT, balance=True))
+    )
     for part in ("train", "validation", "test"):
         np.testing.assert_array_equal(bdt.split[part].ids, expected[part].ids)
     restored = loading.load(tmp_path / "bdt")

@@ -55,9 +55,9 @@ def test_the_local_cluster_has_two_single_threaded_worker_processes(client):
 
 
 def test_selection_on_the_cluster_equals_the_local_one(client, samples):
-    options = {"balance": True, "match": "log10(cluster_E)", "match_bins": 10, "seed": 4}
-    remote = dask_tools.select(samples, client=client, step_size=1_000, **options)
-    local = data.select(samples, **options)
+    config = data.SelectionConfig(balance=True, match="log10(cluster_E)", match_bins=10, seed=4)
+    remote = dask_tools.select(samples, config, client=client, step_size=1_000)
+    local = data.select(samples, config)
     np.testing.assert_array_equal(remote.ids, local.ids)
     assert remote.files == local.files
 

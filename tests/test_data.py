@@ -49,12 +49,12 @@ def test_labels_follow_the_atlas_convention_pi0_0_pipm_1(selection):
 
 
 def test_balancing_downsamples_the_larger_class_reproducibly(samples, selection):
-    balanced = data.select(samples, balance=True, seed=5)
+    balanced = data.select(samples, data.SelectionConfig(balance=True, seed=5))
     counts = np.bincount(balanced.labels)
     assert counts[0] == counts[1] == np.bincount(selection.labels).min()
-    again = data.select(samples, balance=True, seed=5)
+    again = data.select(samples, data.SelectionConfig(balance=True, seed=5))
     np.testing.assert_array_equal(again.entry, balanced.entry)
-    other = data.select(samples, balance=True, seed=6)
+    other = data.select(samples, data.SelectionConfig(balance=True, seed=6))
     assert not np.array_equal(other.entry, balanced.entry)
     # Subset of the unbalanced selection.
     assert set(map(tuple, balanced.ids)) <= set(map(tuple, selection.ids))
@@ -76,7 +76,7 @@ def class_histograms(selection, edges, weights=None):
 
 
 def test_resampling_makes_the_energy_spectra_agree_bin_by_bin(samples):
-    matched = data.select(samples, match="log10(cluster_E)", match_bins=12)
+    matched = data.select(samples, data.SelectionConfig(match="log10(cluster_E)", match_bins=12))
     edges = np.asarray(matched.info["match"]["edges"])
     pi0, pipm = class_histograms(matched, edges)
     np.testing.assert_array_equal(pi0, pipm)
@@ -85,7 +85,10 @@ def test_resampling_makes_the_energy_spectra_agree_bin_by_bin(samples):
 
 
 def test_reweighting_makes_the_weighted_spectra_agree(samples):
-    matched = data.select(samples, match="log10(cluster_E)", match_bins=12, match_method="reweight")
+    matched = data.select(
+        samples,
+        data.SelectionConfig(match="log10(cluster_E)", match_bins=12, match_method="reweight"),
+    )
     edges = np.asarray(matched.info["match"]["edges"])
     pi0, pipm = class_histograms(matched, edges, matched.weight)
     np.testing.assert_allclose(pi0 / pi0.sum(), pipm / pipm.sum(), atol=1e-5)
@@ -167,7 +170,7 @@ def test_reading_a_selection_gives_its_entries_in_order(selection):
 def test_a_remade_file_is_detected_when_reading_a_saved_selection(selection, tmp_path):
     copy = tmp_path / "pi0.root"
     ntuple.write_clusters(copy, make_clusters(1_200, seed=1), basket_size=500)
-    small = data.select({"pi0": copy}, cut=None)
+    small = data.select({"pi0": copy}, data.SelectionConfig(cut=None))
     ntuple.write_clusters(copy, make_clusters(1_000, seed=1), basket_size=500)
     with pytest.raises(data.DataError, match="had 1200 when the selection was made"):
         data.read_selection(small, ["cluster_E"])
@@ -178,7 +181,7 @@ def test_a_remade_file_is_detected_when_reading_a_saved_selection(selection, tmp
 
 def test_a_cut_on_a_missing_branch_names_the_file_and_the_branch(samples):
     with pytest.raises(data.DataError) as error:
-        data.select(samples, cut="cluster_EM_PROB > 0.5")
+        data.select(samples, data.SelectionConfig(cut="cluster_EM_PROB > 0.5"))
     message = str(error.value)
     assert "pi0.root" in message
     assert "'cluster_EM_PROB'" in message
@@ -187,18 +190,18 @@ def test_a_cut_on_a_missing_branch_names_the_file_and_the_branch(samples):
 
 def test_an_empty_selection_names_the_sample_and_the_cut(samples):
     with pytest.raises(data.DataError, match=r"sample 'pi0' \(pi0.root\): none of its 3000"):
-        data.select(samples, cut="cluster_E > 1e9")
+        data.select(samples, data.SelectionConfig(cut="cluster_E > 1e9"))
 
 
 def test_balancing_a_single_class_is_an_error(samples):
     with pytest.raises(data.DataError, match="both classes"):
-        data.select({"pipm": samples["pipm"]}, balance=True)
+        data.select({"pipm": samples["pipm"]}, data.SelectionConfig(balance=True))
     with pytest.raises(data.DataError, match="two classes"):
-        data.select({"pipm": samples["pipm"]}, match="log10(cluster_E)")
+        data.select({"pipm": samples["pipm"]}, data.SelectionConfig(match="log10(cluster_E)"))
 
 
 def test_a_split_part_without_one_class_is_an_error(samples):
-    few_pi0 = data.select(samples, cut="cluster_E > 40")
+    few_pi0 = data.select(samples, data.SelectionConfig(cut="cluster_E > 40"))
     assert np.bincount(few_pi0.labels)[0] < 5
     with pytest.raises(data.DataError, match="'validation' part has no π0 clusters"):
         data.split(few_pi0, {"train": 0.9, "validation": 0.02, "test": 0.08})

@@ -34,7 +34,9 @@ def samples(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def parts(samples):
-    selection = data.select(samples, match="log10(cluster_E)", match_method="reweight")
+    selection = data.select(
+        samples, data.SelectionConfig(match="log10(cluster_E)", match_method="reweight")
+    )
     return data.split(selection, seed=2)
 
 

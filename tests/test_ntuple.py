@@ -1,4 +1,4 @@
-"""Writing and reading ClusterTree ntuples (ntuple-schema.md) with real ROOT files."""
+"""Writing and reading ClusterTree ntuples (docs/ntuple-format.md) with real ROOT files."""
 
 from __future__ import annotations
 
@@ -174,15 +174,6 @@ def test_missing_branch_lists_the_branches(cluster_file):
     """Asking for an absent branch names it and lists what the file has."""
     with pytest.raises(ntuple.NtupleError, match=r"has no branch 'EMB4'; it has: .*EMB1"):
         ntuple.read_clusters(cluster_file, branches=["EMB4"])
-
-
-def test_rntuple_is_refused_with_a_reason(tmp_path):
-    """A ClusterTree stored as an RNTuple (uproot's default for dict assignment) is named as such."""
-    path = tmp_path / "rntuple.root"
-    with uproot.recreate(path) as file:
-        file["ClusterTree"] = {"cluster_E": np.ones(3, np.float32)}
-    with pytest.raises(ntuple.NtupleError, match="'ClusterTree' is a ROOT::RNTuple"):
-        ntuple.read_clusters(path)
 
 
 def test_cut_on_missing_branch_is_named(cluster_file):

@@ -94,8 +94,7 @@ def test_the_split_balances_classes_and_is_saved_with_the_model(keras, data_fold
     assert counts["pi0"] == counts["pipm"]
     selection = data.select(
         {"pi0": data_folder / "pi0.root", "pipm": data_folder / "pipm.root"},
-        cut=training.DEFAULT_CUT,
-        balance=True,
+        data.SelectionConfig(cut=training.DEFAULT_CUT, balance=True),
     )
     np.testing.assert_array_equal(split["test"].ids, data.split(selection)["test"].ids)
 
