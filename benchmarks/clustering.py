@@ -11,7 +11,7 @@ Target (issue "Simulation, part 2"): clustering + moments + images
     python benchmarks/clustering.py [--n 1000] [--energy 20] [--repeat 3]
 
 Without ``--energy`` the energies are log-uniform in 0.2–2000 GeV, as in the
-ATLAS single-pion samples (ntuple-schema.md, "Samples").
+ATLAS single-pion samples (docs/ntuple-format.md, "Samples").
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from calotools.sim.images import cluster_images
 from calotools.sim.moments import cluster_moments
 
 # Toy showers, only when calotools.sim.simulation is missing: Cauchy-like lateral
-# profiles with fixed layer shares, noise of physics-spec.md section 2.
+# profiles with fixed layer shares, noise of docs/physics.md §2.
 _TOY_NOISE = {"PreSamplerB": 0.03, "EMB1": 0.015, "EMB2": 0.025, "EMB3": 0.02}
 _TOY_SHARES = {
     "pi0": (0.03, 0.30, 0.60, 0.05, 0.015, 0.005, 0.0),

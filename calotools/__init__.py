@@ -24,6 +24,10 @@ Helpers every layer may use: `calotools.errors` (the error classes),
 `calotools.extras` (optional dependencies), `calotools.artifacts` (the model
 folder), `calotools.backend` (Keras, imported once) and `calotools.version`.
 
+Papers are cited by their keys in ``docs/references.md`` ([LLNL2020], …); the
+simulation's physics is in ``docs/physics.md``, the file format in
+``docs/ntuple-format.md`` and the studies' conventions in ``docs/conventions.md``.
+
 Submodules are imported on first use, so ``import calotools`` stays fast and
 does not pull in TensorFlow.
 """

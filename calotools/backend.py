@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from calotools import extras
+from calotools.errors import InvalidValueError
 
 __all__ = ["DEFAULT_TF_LOG_LEVEL", "kept_startup_lines", "keras", "predict"]
 
@@ -77,7 +78,7 @@ def _log_level() -> int:
         return int(value)
     except ValueError:
         msg = f"TF_CPP_MIN_LOG_LEVEL must be 0, 1, 2 or 3, got {value!r}"
-        raise ValueError(msg) from None
+        raise InvalidValueError(msg) from None
 
 
 def _load_tensorflow(min_level: int) -> None:

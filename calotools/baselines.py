@@ -1,10 +1,10 @@
 """The classical references the networks are compared with, on the same clusters.
 
 - **LCW** (what ATLAS runs): the classification score 1 − ``cluster_EM_PROBABILITY``
-  (P(π±), ``ntuple-schema.md``) and the energies at EM scale (``cluster_E``)
+  (P(π±), ``docs/conventions.md``) and the energies at EM scale (``cluster_E``)
   and after LCW calibration (``cluster_E_LCCalib``). They read branches and
   train nothing: `LCW_CLASSIFIER`, `EM_SCALE`, `LCW_ENERGY`.
-- **Boosted decision trees** on the cluster moments (seed 004), for both
+- **Boosted decision trees** on the cluster moments [THAIS2017], for both
   tasks: `BDTModel`, scikit-learn's histogram gradient boosting. Trained by
   `calotools.training.train` (``model="bdt"``) on the same splits as the
   networks, and saved as a model folder (``model.joblib`` + manifest) that

@@ -9,10 +9,13 @@ trains a registered model (``calotools models`` lists them) and
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 import pandas as pd
+
+from calotools.errors import CalotoolsError
 
 __all__ = ["main"]
 
@@ -140,14 +143,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_progress() -> None:
+    """Send what calotools logs at INFO level (files made, epochs, …) to stderr, once."""
+    logger = logging.getLogger("calotools")
+    if not any(getattr(h, "calotools_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.calotools_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    A `calotools.errors.CalotoolsError` (a file, branch, argument or
+    configuration the user can fix) is printed as one line with exit status 2;
+    anything else is a bug and keeps its traceback.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
+    _show_progress()
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as err:
-        # Bad input is the user's to fix: say what, without a traceback.
+    except CalotoolsError as err:
         print(f"calotools {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -50,6 +50,7 @@ from calotools.data import (
     sample_files,
     scan_columns,
 )
+from calotools.errors import MissingFileError, ModelError
 from calotools.ntuple import ChunkReader
 from calotools.preprocessing import Preprocessing
 
@@ -247,7 +248,7 @@ def _run_model(model: Model, inputs: dict[str, np.ndarray], batch_size: int) -> 
     n = len(next(iter(inputs.values())))
     if output.shape[:1] != (n,):
         msg = f"the model gave {output.shape[0] if output.ndim else 'no'} outputs for {n} clusters"
-        raise ValueError(msg)
+        raise ModelError(msg)
     return output
 
 
@@ -352,7 +353,7 @@ def predict(
     if isinstance(model, str | os.PathLike):
         if not Path(model).exists():
             msg = f"{model}: no such model file"
-            raise FileNotFoundError(msg)
+            raise MissingFileError(msg)
         model = str(Path(model).resolve())
     paths = ntuple.resolve_files(files)
     branches = list(

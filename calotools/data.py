@@ -1,7 +1,7 @@
 """Samples, selections, labels and the train/validation/test split.
 
 A study starts from one set of files per class, ``{"pi0": files, "pipm": files}``
-(``ntuple-schema.md``: π0 = 0, π± = 1). `select` applies the cut, optionally
+(``docs/conventions.md``: π0 = 0, π± = 1). `select` applies the cut, optionally
 matches the two energy spectra and balances the classes; `split` divides the
 selection into train/validation/test parts (70/10/20 by default, seeded and
 stratified by class). Clusters are identified by (file, entry number), never by
@@ -53,7 +53,7 @@ import numpy as np
 
 from calotools import atomic, ntuple
 from calotools.cuts import branches_in, evaluate_cut, evaluate_feature, feature_branch
-from calotools.errors import DataError
+from calotools.errors import DataError, UnknownNameError
 from calotools.ntuple import Clusters
 
 __all__ = [
@@ -78,10 +78,10 @@ __all__ = [
     "split",
 ]
 
-#: Class labels of the ATLAS pion studies (``ntuple-schema.md``): the score is P(π±).
+#: Class labels of the ATLAS pion studies (``docs/conventions.md``): the score is P(π±).
 SAMPLE_LABELS: dict[str, int] = {"pi0": 0, "pipm": 1}
 CLASS_NAMES: dict[int, str] = {0: "π0", 1: "π±"}
-#: The barrel and a minimum true energy in the cluster (``ntuple-schema.md``).
+#: The barrel and a minimum true energy in the cluster (``docs/conventions.md``, "Selection").
 DEFAULT_CUT = "abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2"
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.7, "validation": 0.1, "test": 0.2}
 
@@ -344,7 +344,7 @@ class Selection:
         weight = None if self.weight is None else np.asarray(self.weight, dtype=np.float32)
         if len(file_index) != len(entry) or (weight is not None and len(weight) != len(entry)):
             msg = "file_index, entry and weight need one value per cluster"
-            raise ValueError(msg)
+            raise DataError(msg)
         order = np.lexsort((entry, file_index))
         if np.any(order != np.arange(len(order))):
             file_index, entry = file_index[order], entry[order]
@@ -616,7 +616,7 @@ class Split:
             return self.parts[name]
         except KeyError:
             msg = f"the split has no part {name!r}; it has: {', '.join(self.parts)}"
-            raise KeyError(msg) from None
+            raise UnknownNameError(msg) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.parts)

@@ -37,7 +37,7 @@ __all__ = [
     "regression_summary",
 ]
 
-#: The regression target: calibration-hit energy in the cluster (``ntuple-schema.md``).
+#: The regression target: calibration-hit energy in the cluster (``docs/ntuple-format.md``).
 TRUE_ENERGY = "cluster_ENG_CALIB_TOT"
 #: Cutoff p of the LLNL report's default call (§2.3).
 DEFAULT_CUTOFF = 0.5

@@ -1,7 +1,7 @@
 """The ATLAS-like barrel calorimeter: layers, cells and the image window.
 
-This module is the single source of truth for the geometry (``physics-spec.md``
-section 1, ``ntuple-schema.md``). Everything else in calotools reads it: no
+This module is the single source of truth for the geometry (``docs/physics.md``
+§1, ``docs/ntuple-format.md``). Everything else in calotools reads it: no
 other module spells out a cell size, a radius or an image shape.
 
 Cells are projective: every layer is a grid of fixed Δη × Δφ, aligned so that
@@ -24,6 +24,8 @@ from typing import Literal
 
 import numpy as np
 
+from calotools.errors import InvalidValueError, UnknownNameError
+
 __all__ = [
     "BARREL_ETA_MAX",
     "EMB_MEDIUM",
@@ -41,11 +43,11 @@ __all__ = [
     "wrap_phi",
 ]
 
-#: |η| reach of the barrel layers modelled here (``physics-spec.md`` section 1).
+#: |η| reach of the barrel layers modelled here (``docs/physics.md`` §1).
 BARREL_ETA_MAX = 0.7
 
 #: Half-widths of the image window. MLTree leaves out cells with |dη| ≥ 0.2 or
-#: |dφ| ≥ 0.196 (``ntuple-schema.md``, "How MLTree fills the images"); 0.196 is
+#: |dφ| ≥ 0.196 (``docs/ntuple-format.md``, "How MLTree fills the images"); 0.196 is
 #: two EMB1 φ cells (2 × 2π/64).
 IMAGE_HALF_WIDTH_ETA = 0.2
 IMAGE_HALF_WIDTH_PHI = 0.196
@@ -55,7 +57,7 @@ IMAGE_HALF_WIDTH_PHI = 0.196
 class Medium:
     """Effective absorber + active medium of a calorimeter section.
 
-    Values are the ``physics-spec.md`` section 1 "effective media" [D].
+    Values are the ``docs/physics.md`` §1 "effective media" [D].
     """
 
     name: str
@@ -92,7 +94,7 @@ _MEDIA = {"LAr": LAR_MEDIUM, "Pb/LAr": EMB_MEDIUM, "Fe/scintillator": TILE_MEDIU
 class Layer:
     """One sampling layer of the barrel.
 
-    Depth is given as the spec states it, in ``depth_unit`` at η = 0; the
+    Depth is given as docs/physics.md §1 states it, in ``depth_unit`` at η = 0; the
     ``depth_x0`` and ``depth_lambda`` properties convert it with the layer's
     medium. The path through a layer grows as cosh η (projective geometry).
     """
@@ -158,7 +160,7 @@ class Layer:
     def _pixel_edges(self, axis: int, width: float) -> np.ndarray:
         if self.image_shape is None:
             msg = f"layer {self.name} has no image in the MLTree format"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         n = self.image_shape[axis]
         # Pixel i holds cells with floor(d/width + 1e-4) + n/2 == i, i.e.
         # d in [(i - n/2) width, (i - n/2 + 1) width): the centre cell sits at n/2.
@@ -201,7 +203,7 @@ def cell_volume(
 ) -> np.ndarray:
     """Volume of a projective barrel cell, V = Δφ (R_out³ − R_in³)/3 (sinh η₂ − sinh η₁).
 
-    ``physics-spec.md`` section 1; lengths in whatever unit the radii carry.
+    ``docs/physics.md`` §1; lengths in whatever unit the radii carry.
     """
     sinh_span = np.abs(np.sinh(np.asarray(eta_high)) - np.sinh(np.asarray(eta_low)))
     return dphi * (r_outer**3 - r_inner**3) / 3.0 * sinh_span
@@ -212,7 +214,7 @@ def wrap_phi(phi: np.ndarray | float) -> np.ndarray:
     return np.pi - np.mod(np.pi - np.asarray(phi), 2.0 * np.pi)
 
 
-# physics-spec.md section 1 (athena EMBDetDescr.cxx; JINST 3 S08003). Δφ is 2π/64
+# docs/physics.md §1 (athena EMBDetDescr.cxx; JINST 3 S08003). Δφ is 2π/64
 # (0.098) for the presampler, strips and Tile, 2π/256 (0.0245) for EMB2/EMB3.
 LAYERS: tuple[Layer, ...] = (
     Layer("PreSamplerB", 0, 0.025, 64, 1460.0, 1471.0, 11.0, "mm", "LAr", None),
@@ -240,4 +242,4 @@ def layer(key: str | int) -> Layer:
     except KeyError:
         known = ", ".join(f"{lay.name} ({lay.sampling})" for lay in LAYERS)
         msg = f"unknown calorimeter layer {key!r}; the barrel layers are: {known}"
-        raise KeyError(msg) from None
+        raise UnknownNameError(msg) from None

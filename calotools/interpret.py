@@ -1,7 +1,7 @@
 """What a trained network has learned: activation maps, pixel correlations, filter responses.
 
 The three views of "Understanding what the network is learning" in the ATLAS
-machine-learning overview (seed 004), applied to calorimeter images:
+machine-learning overview [THAIS2017], applied to calorimeter images:
 
 - `activation_maps`: for every node of a hidden layer, the mean of the
   ``top_n`` cluster images (500 in the talk) that activate it most;
@@ -15,28 +15,27 @@ The models are Keras 3 functional models whose inputs are a dict of named
 arrays, e.g. ``{"EMB2": (N, 16, 16, 1), "EMB1": (N, 128, 4, 1), "scalars":
 (N, k)}``; the images averaged are the per-layer ones of
 `calotools.ntuple.Clusters` (layer → (N, n_η, n_φ)). Keras is imported inside
-the functions that need it, and matplotlib inside the plotting functions, so
-importing this module is cheap.
+the functions that need it, so importing this module is cheap. The figures of
+these maps are `calotools.plotting.activation_maps`, `correlation_maps` and
+`filter_differences`.
 
 Examples
 --------
->>> from calotools import interpret
+>>> from calotools import interpret, plotting
 >>> maps = interpret.correlation_maps(clusters.images, model.predict(inputs))  # doctest: +SKIP
->>> interpret.plot_correlation_maps(maps)  # doctest: +SKIP
+>>> plotting.correlation_maps(maps)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from calotools import backend
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+from calotools import _deprecated, backend
+from calotools.errors import InvalidValueError
 
 __all__ = [
     "activation_maps",
@@ -44,9 +43,6 @@ __all__ = [
     "filter_differences",
     "hidden_layer_names",
     "layer_activations",
-    "plot_activation_maps",
-    "plot_correlation_maps",
-    "plot_filter_differences",
     "top_activation_means",
 ]
 
@@ -63,9 +59,6 @@ DEFAULT_BATCH_SIZE = 1024
 _BLOCK_ELEMENTS = 1 << 18
 
 # Colour-bar labels, short enough for one row of panels.
-CORRELATION_LABEL = "Correlation with output"
-ACTIVATION_LABEL = "Mean cell / cluster energy"
-DIFFERENCE_LABEL = r"Response to $\pi^{\pm}$ − $\pi^{0}$ mean"
 
 
 # ---------------------------------------------------------------------------- validation
@@ -79,7 +72,7 @@ def _layer_images(images: LayerImages | Any, n: int | None = None) -> dict[str, 
     layer_images = getattr(images, "images", images)
     if not isinstance(layer_images, Mapping) or not layer_images:
         msg = "images must be a non-empty mapping layer name → (N, n_η, n_φ) array, or Clusters"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     checked = {}
     for name, image in layer_images.items():
         array = np.asarray(image)
@@ -87,10 +80,10 @@ def _layer_images(images: LayerImages | Any, n: int | None = None) -> dict[str, 
             array = array[..., 0]
         if array.ndim != 3:
             msg = f"images[{name!r}] must be shaped (clusters, n_η, n_φ), got {array.shape}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         if n is not None and len(array) != n:
             msg = f"images[{name!r}] has {len(array)} clusters but the network saw {n}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         n = len(array)
         checked[name] = array
     return checked
@@ -100,7 +93,7 @@ def _get_layer(model: Any, layer_name: str) -> Any:
     names = [layer.name for layer in model.layers]
     if layer_name not in names:
         msg = f"the model has no layer {layer_name!r}; its layers are: {names}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     return model.get_layer(layer_name)
 
 
@@ -156,7 +149,7 @@ def layer_activations(
     output = layer.output
     if not hasattr(output, "shape") or len(output.shape) < 2:
         msg = f"layer {layer_name!r} must have one output shaped (batch, …, nodes)"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if len(output.shape) > 2:
         output = keras.ops.mean(output, axis=tuple(range(1, len(output.shape) - 1)))
     # model.input keeps the structure the model was built with (a dict of
@@ -196,14 +189,14 @@ def top_activation_means(
     activations = np.asarray(activations)
     if activations.ndim != 2:
         msg = f"activations must be shaped (clusters, nodes), got {activations.shape}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     n_clusters, n_nodes = activations.shape
     if top_n < 1:
         msg = f"top_n must be at least 1, got {top_n}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if n_clusters == 0:
         msg = "there are no clusters to average"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     layer_images = _layer_images(images, n_clusters)
     top = min(top_n, n_clusters)
     # A partial sort per node, on contiguous rows (nodes × clusters): the
@@ -290,17 +283,17 @@ def correlation_maps(images: LayerImages | Any, output: np.ndarray) -> dict[str,
             f"output must hold one value per cluster, shaped (N,) or (N, 1); got {score.shape}: "
             "pick one output column"
         )
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if not np.isfinite(score).all():
         msg = "output has NaN or infinite values"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     n_clusters = len(score)
     layer_images = _layer_images(images, n_clusters)
     score_deviation = score - score.mean()
     score_norm = math.sqrt(score_deviation @ score_deviation)
     if score_norm == 0.0:
         msg = "output is the same for every cluster: its correlation with the pixels is undefined"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
 
     maps = {}
     for name, image in layer_images.items():
@@ -346,14 +339,14 @@ def _conv_layer(model: Any, layer_name: str | None) -> Any:
         layer = _get_layer(model, layer_name)
         if not isinstance(layer, keras.layers.Conv2D):
             msg = f"layer {layer_name!r} is a {type(layer).__name__}, not a Conv2D layer"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         return layer
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             return layer
     names = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers]
     msg = f"the model has no Conv2D layer; its layers are: {names}"
-    raise ValueError(msg)
+    raise InvalidValueError(msg)
 
 
 def _correlate_same(
@@ -419,212 +412,33 @@ def filter_differences(
     pi0 = np.asarray(mean_pi0_image, dtype=np.float64)
     if pipm.shape != pi0.shape:
         msg = f"the mean images differ in shape: π± {pipm.shape}, π0 {pi0.shape}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     difference = pipm - pi0
     if difference.ndim == 2:
         difference = difference[..., None]
     if difference.ndim != 3:
         msg = f"mean images must be shaped (n_η, n_φ) or (n_η, n_φ, channels), got {pipm.shape}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if getattr(layer, "groups", 1) != 1:
         msg = f"layer {layer.name!r} is a grouped convolution, which is not supported"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     kernel = np.asarray(layer.get_weights()[0], dtype=np.float64)
     if kernel.shape[2] != difference.shape[2]:
         msg = (
             f"layer {layer.name!r} takes {kernel.shape[2]} channel(s) but the mean images "
             f"have {difference.shape[2]}"
         )
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     dilation = tuple(int(d) for d in layer.dilation_rate)
     return _correlate_same(difference, kernel, dilation)  # type: ignore[arg-type]
 
 
-# ---------------------------------------------------------------------------- plotting
-
-
-def _symmetric_norm(arrays: Sequence[np.ndarray], vmax: float | None) -> Any:
-    """A linear colour scale centred on 0, for diverging maps."""
-    from matplotlib import colors
-
-    largest = vmax if vmax is not None else max(float(np.abs(a).max()) for a in arrays)
-    largest = largest or 1.0  # an all-zero map still needs a range
-    return colors.Normalize(vmin=-largest, vmax=largest)
-
-
-def plot_activation_maps(
-    maps: Mapping[str, np.ndarray],
-    *,
-    nodes: Sequence[int] | None = None,
-    axes: Sequence[Axes] | np.ndarray | None = None,
-    log: bool = False,
-    cmap: str = "viridis",
-) -> np.ndarray:
-    """Mean most-activating images, one row per node and one column per layer.
-
-    Parameters
-    ----------
-    maps
-        From `activation_maps`: layer name → (n_nodes, n_η, n_φ).
-    nodes
-        Which nodes; default the first eight (or all, if fewer).
-    axes
-        (len(nodes) × n_layers) axes; default: a new figure.
-    log
-        Logarithmic colour scale (empty pixels blank); one scale for all panels.
-
-    Returns
-    -------
-    numpy.ndarray
-        The axes, shape (len(nodes), n_layers).
-    """
-    from calotools import geometry, plotting
-
-    if not maps:
-        msg = "maps is empty"
-        raise ValueError(msg)
-    names = list(maps)
-    n_nodes = len(maps[names[0]])
-    nodes = list(range(min(n_nodes, 8)) if nodes is None else nodes)
-    if not nodes:
-        msg = "nodes is empty; give at least one node"
-        raise ValueError(msg)
-    for node in nodes:
-        if not 0 <= node < n_nodes:
-            msg = f"node {node} is out of range for a layer of {n_nodes} nodes"
-            raise IndexError(msg)
-    created = axes is None
-    grid = plotting._axes_grid(
-        axes, (len(nodes), len(names)), (2.6 * len(names), 2.4 * len(nodes) + 0.6), share=True
-    )
-    images = [np.asarray(maps[name][node], dtype=float) for node in nodes for name in names]
-    norm = plotting._pixel_norm(images, log=log, vmin=None, vmax=None)
-    for row, node in enumerate(nodes):
-        for column, name in enumerate(names):
-            mesh = plotting._draw_layer(
-                grid[row, column],
-                geometry.layer(name),
-                np.asarray(maps[name][node], dtype=float),
-                norm,
-                cmap,
-                title=name if row == 0 else None,
-                row_label=f"Node {node}" if column == 0 else None,
-            )
-    grid[0, 0].figure.colorbar(mesh, ax=list(grid.ravel()), label=ACTIVATION_LABEL)
-    if created:
-        plotting._tidy_grid(grid)
-    return grid
-
-
-def plot_correlation_maps(
-    maps: Mapping[str, np.ndarray],
-    *,
-    axes: Sequence[Axes] | np.ndarray | None = None,
-    cmap: str = "RdBu_r",
-    vmax: float | None = None,
-) -> np.ndarray:
-    """Pixel-to-output correlation maps, one panel per layer, diverging colours centred on 0.
-
-    Parameters
-    ----------
-    maps
-        From `correlation_maps`: layer name → (n_η, n_φ).
-    axes
-        One axes per layer; default: a new figure with one row.
-    vmax
-        Colour range ±vmax; default the largest |correlation|.
-
-    Returns
-    -------
-    numpy.ndarray
-        The axes, shape (1, n_layers).
-    """
-    from calotools import geometry, plotting
-
-    if not maps:
-        msg = "maps is empty"
-        raise ValueError(msg)
-    names = list(maps)
-    created = axes is None
-    grid = plotting._axes_grid(axes, (1, len(names)), (2.8 * len(names), 3.2), share=True)
-    norm = _symmetric_norm([np.asarray(m) for m in maps.values()], vmax)
-    for ax, name in zip(grid[0], names, strict=True):
-        mesh = plotting._draw_layer(
-            ax, geometry.layer(name), np.asarray(maps[name], dtype=float), norm, cmap, title=name
-        )
-    grid[0, 0].figure.colorbar(mesh, ax=list(grid.ravel()), label=CORRELATION_LABEL)
-    if created:
-        plotting._tidy_grid(grid)
-    return grid
-
-
-def plot_filter_differences(
-    differences: np.ndarray,
-    layer: str,
-    *,
-    filters: Sequence[int] | None = None,
-    axes: Sequence[Axes] | np.ndarray | None = None,
-    n_columns: int = 4,
-    cmap: str = "RdBu_r",
-    vmax: float | None = None,
-) -> np.ndarray:
-    """Filter responses to the mean-image difference, one panel per filter.
-
-    Parameters
-    ----------
-    differences
-        From `filter_differences`: (n_filters, n_η, n_φ).
-    layer
-        The calorimeter layer of the images (e.g. ``"EMB2"``), for the pixel edges.
-    filters
-        Which filters; default all.
-    axes
-        One axes per filter; default: a new figure, ``n_columns`` wide.
-    vmax
-        Colour range ±vmax, centred on 0; default the largest |response|.
-
-    Returns
-    -------
-    numpy.ndarray
-        The axes drawn on, shape (n_rows, n_columns), or (1, len(filters))
-        for given axes.
-    """
-    from calotools import geometry, plotting
-
-    differences = np.asarray(differences, dtype=float)
-    lay = geometry.layer(layer)
-    if differences.ndim != 3 or differences.shape[1:] != lay.image_shape:
-        msg = (
-            f"differences must be shaped (filters, {lay.image_shape[0]}, {lay.image_shape[1]}) "
-            f"for {layer}; got {differences.shape}"
-        )
-        raise ValueError(msg)
-    filters = list(range(len(differences)) if filters is None else filters)
-    if not filters:
-        msg = "filters is empty; give at least one filter"
-        raise ValueError(msg)
-    if axes is None:
-        n_columns = min(n_columns, len(filters))
-        shape = (math.ceil(len(filters) / n_columns), n_columns)
-        grid = plotting._axes_grid(None, shape, (2.8 * shape[1], 2.6 * shape[0] + 0.4), share=True)
-    else:
-        grid = plotting._axes_grid(axes, (1, len(filters)), (0.0, 0.0))
-    flat = grid.ravel()
-    norm = _symmetric_norm([differences[f] for f in filters], vmax)
-    for position, (ax, number) in enumerate(zip(flat, filters, strict=False)):
-        mesh = plotting._draw_layer(
-            ax,
-            lay,
-            differences[number],
-            norm,
-            cmap,
-            title=f"Filter {number}",
-            row_label=layer if position % grid.shape[1] == 0 else None,
-        )
-    used = list(flat[: len(filters)])
-    for ax in flat[len(filters) :]:
-        ax.set_axis_off()
-    grid[0, 0].figure.colorbar(mesh, ax=used, label=DIFFERENCE_LABEL)
-    if axes is None:
-        plotting._tidy_grid(grid)
-    return grid
+# calotools 0.1 drew the maps here; the figures are in calotools.plotting now.
+__getattr__ = _deprecated.forward(
+    __name__,
+    {
+        "plot_activation_maps": "calotools.plotting:activation_maps",
+        "plot_correlation_maps": "calotools.plotting:correlation_maps",
+        "plot_filter_differences": "calotools.plotting:filter_differences",
+    },
+)

@@ -53,7 +53,7 @@ from calotools.data import (
     sample_files,
     scan_columns,
 )
-from calotools.errors import LoaderWarning
+from calotools.errors import InvalidValueError, LoaderWarning, OutOfRangeError
 from calotools.ntuple import ChunkReader
 from calotools.preprocessing import Preprocessing
 
@@ -162,7 +162,7 @@ class _Epochs:
     def _check_index(self, index: int) -> None:
         if not 0 <= index < len(self):
             msg = f"batch {index} of a dataset of {len(self)} batches"
-            raise IndexError(msg)
+            raise OutOfRangeError(msg)
 
     def _track(self, index: int) -> None:
         self._check_index(index)
@@ -206,7 +206,7 @@ class _ArrayBatches(_Epochs):
         )
         if batch_size < 1:
             msg = f"batch_size must be positive, got {batch_size}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         if len(arrays) == 0:
             msg = "no clusters to make batches of"
             raise DataError(msg)
@@ -294,13 +294,13 @@ class _StreamingBatches(_Epochs):
         ):
             if value < 1:
                 msg = f"{name} must be positive, got {value}"
-                raise ValueError(msg)
+                raise InvalidValueError(msg)
         if prefetch and cache_windows < 3:
             msg = (
                 "prefetch=True keeps three windows (the previous one, for batches spanning "
                 f"two, the current and the next): cache_windows must be ≥ 3, got {cache_windows}"
             )
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         preprocessing.check_fitted()
         self.preprocessing = preprocessing
         self.batch_size = batch_size

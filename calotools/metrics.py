@@ -2,7 +2,7 @@
 
 Pure NumPy/pandas, so that the numbers behind every plot can be computed, tested
 and tabulated without matplotlib. Conventions are those of the ATLAS pion
-studies (``ntuple-schema.md``, "Conventions"):
+studies (``docs/conventions.md``):
 
 - labels π0 = 0, π± = 1; the ROC treats π± as the positive class and a score
   as "how π±-like", so background rejection is 1 / (π0 false-positive rate);
@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from calotools.errors import InvalidTypeError, InvalidValueError
 
 __all__ = [
     "CLASS_NAMES",
@@ -45,13 +47,13 @@ __all__ = [
     "roc_curve",
 ]
 
-#: Class labels of the ATLAS studies (``ntuple-schema.md``, "Labels").
+#: Class labels of the ATLAS studies (``docs/conventions.md``).
 PI0 = 0
 PIPM = 1
 CLASS_NAMES: dict[int, str] = {PI0: "π0", PIPM: "π±"}
 
 #: Log-spaced E_true bin edges of the ATLAS response plots, 0.1–1000 GeV,
-#: ten bins per decade (``ntuple-schema.md``, "Conventions").
+#: ten bins per decade (``docs/conventions.md``).
 DEFAULT_RESPONSE_EDGES: np.ndarray = 10 ** np.arange(-1, 3.1, 0.1)
 
 #: Cutoffs p of `cutoff_scan` unless told otherwise: 0, 0.01, …, 1.
@@ -70,10 +72,10 @@ def _as_1d(name: str, values: ArrayLike) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 1:
         msg = f"{name} must hold one value per cluster (1-D), got shape {array.shape}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if array.dtype.kind not in "biuf":
         msg = f"{name} must be numbers, got values of type {array.dtype}"
-        raise TypeError(msg)
+        raise InvalidTypeError(msg)
     if array.dtype.kind == "f":
         n_nan = int(np.count_nonzero(np.isnan(array)))
         if n_nan:
@@ -81,14 +83,14 @@ def _as_1d(name: str, values: ArrayLike) -> np.ndarray:
                 f"{name} has {n_nan} NaN value(s) out of {array.size}; "
                 "drop or fill them before computing metrics"
             )
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
     return array
 
 
 def _same_length(name: str, array: np.ndarray, other: str, n: int) -> None:
     if len(array) != n:
         msg = f"{other} has {n} clusters but {name} has {len(array)}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
 
 
 def _labels(y_true: ArrayLike) -> np.ndarray:
@@ -100,13 +102,13 @@ def _labels(y_true: ArrayLike) -> np.ndarray:
             f"y_true must hold the labels 0 (π0) and 1 (π±) only; "
             f"found {unexpected[:5].tolist()}{' …' if unexpected.size > 5 else ''}"
         )
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     y = y.astype(np.int8)
     n_pipm = int(np.count_nonzero(y))
     if n_pipm in (0, len(y)):
         present = "no clusters" if len(y) == 0 else f"only {CLASS_NAMES[int(y[0])]} clusters"
         msg = f"y_true has {present}; both π0 (0) and π± (1) are needed"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     return y
 
 
@@ -120,7 +122,7 @@ def _scores(name: str, values: ArrayLike, n: int, *, probability: bool) -> np.nd
                 f"{name} must be probabilities in [0, 1]; {int(outside.sum())} value(s) lie "
                 f"outside (min {score.min():g}, max {score.max():g})"
             )
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
     return score
 
 
@@ -130,7 +132,7 @@ def _fractions(name: str, values: ArrayLike) -> np.ndarray:
     bad = ~np.isfinite(array) | (array < 0.0) | (array > 1.0)
     if bad.any():
         msg = f"{name} must lie in [0, 1]; {int(bad.sum())} value(s) do not"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     return array
 
 
@@ -138,6 +140,23 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, NaN where the denominator is 0 (no warning)."""
     out = np.full(np.shape(numerator), np.nan)
     return np.divide(numerator, denominator, out=out, where=denominator > 0)
+
+
+def _sklearn_metrics() -> Any:
+    """scikit-learn's metrics, imported on first use (a second or so)."""
+    from sklearn import metrics
+
+    return metrics
+
+
+def _ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct scores, sorted; the rank of each score among them).
+
+    A ROC depends on the order of the scores only. Ranks keep ties tied and
+    let scikit-learn, which refuses infinite scores, take saturated ones (±inf).
+    """
+    values, inverse = np.unique(scores, return_inverse=True)
+    return values, inverse.ravel()
 
 
 # ---------------------------------------------------------------------------- classification
@@ -174,25 +193,18 @@ def roc_curve(y_true: ArrayLike, score: ArrayLike) -> tuple[np.ndarray, np.ndarr
     """
     y = _labels(y_true)
     s = _scores("score", score, len(y), probability=False)
-    order = np.argsort(s, kind="stable")[::-1]
-    s_sorted, y_sorted = s[order], y[order]
-    # Last index of each run of equal scores; `!=` rather than np.diff so that
-    # tied infinite scores stay tied (inf - inf is NaN).
-    last = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), len(s_sorted) - 1]
-    true_positives = np.cumsum(y_sorted, dtype=np.int64)[last]
-    false_positives = last + 1 - true_positives
-    tpr = np.r_[0, true_positives] / true_positives[-1]
-    fpr = np.r_[0, false_positives] / false_positives[-1]
-    return fpr, tpr, np.r_[np.inf, s_sorted[last]]
+    values, ranks = _ranks(s)
+    fpr, tpr, thresholds = _sklearn_metrics().roc_curve(y, ranks, drop_intermediate=False)
+    # scikit-learn's first threshold is +inf (nothing called π±); the others are ranks.
+    return fpr, tpr, np.r_[np.inf, values[thresholds[1:].astype(np.int64)]]
 
 
 def auc(y_true: ArrayLike, score: ArrayLike) -> float:
-    """Area under the ROC curve, exact, ties counting one half.
+    """Area under the ROC curve, ties counting one half.
 
-    Computed from ranks as the Mann–Whitney U statistic divided by
-    n(π0) · n(π±): the probability that a random π± scores above a random π0,
-    plus half the probability of a tie. It equals the trapezoidal area under
-    `roc_curve`.
+    scikit-learn's trapezoidal area under `roc_curve`, which equals the
+    probability that a random π± scores above a random π0, plus half the
+    probability of a tie (the Mann–Whitney U statistic over n(π0) · n(π±)).
 
     Examples
     --------
@@ -201,15 +213,7 @@ def auc(y_true: ArrayLike, score: ArrayLike) -> float:
     """
     y = _labels(y_true)
     s = _scores("score", score, len(y), probability=False)
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    # Tied scores share the mean of the ranks they span (1-based).
-    ends = np.cumsum(counts)
-    mean_rank = (ends - counts + 1 + ends) / 2.0
-    ranks = mean_rank[inverse.ravel()]
-    n_pos = int(np.count_nonzero(y))
-    n_neg = len(y) - n_pos
-    u_statistic = ranks[y == PIPM].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u_statistic / (n_pos * n_neg))
+    return float(_sklearn_metrics().roc_auc_score(y, _ranks(s)[1]))
 
 
 def rejection_at(
@@ -289,7 +293,7 @@ def cutoff_scan(
     cut = DEFAULT_CUTOFFS if cutoffs is None else _fractions("cutoffs", cutoffs)
     if cut.ndim != 1:
         msg = f"cutoffs must be a 1-D list of values of p, got shape {cut.shape}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     p_of_true_pi0 = np.sort(p[y == PI0])
     p_of_true_pipm = np.sort(p[y == PIPM])
     n_true_pi0, n_true_pipm = len(p_of_true_pi0), len(p_of_true_pipm)
@@ -336,10 +340,10 @@ def best_cutoff(
     missing = sorted(needed - set(scan.columns))
     if missing:
         msg = f"scan lacks the column(s) {missing}; pass the table made by cutoff_scan"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if len(scan) == 0:
         msg = "scan has no rows"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if criterion == "accuracy":
         best = int(np.argmax(scan["accuracy"].to_numpy()))
     elif criterion == "balanced":
@@ -347,7 +351,7 @@ def best_cutoff(
         best = int(np.argmin(gap))
     else:
         msg = f"criterion must be 'accuracy' or 'balanced', got {criterion!r}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     return float(scan["cutoff"].iloc[best])
 
 
@@ -380,7 +384,7 @@ def confusion_matrix(
     p = _scores("p_pi0", p_pi0, len(y), probability=True)
     cutoff = float(_fractions("cutoff", cutoff))
     called = np.where(p > cutoff, PI0, PIPM)
-    counts = np.bincount(2 * y.astype(np.int64) + called, minlength=4).reshape(2, 2)
+    counts = _sklearn_metrics().confusion_matrix(y, called, labels=[PI0, PIPM])
     names = [CLASS_NAMES[PI0], CLASS_NAMES[PIPM]]
     table = pd.DataFrame(
         counts,
@@ -399,7 +403,7 @@ def confusion_matrix(
             columns=table.columns,
         )
     msg = f"normalize must be None, 'true' or 'pred', got {normalize!r}"
-    raise ValueError(msg)
+    raise InvalidValueError(msg)
 
 
 # ---------------------------------------------------------------------------- calibration
@@ -508,14 +512,14 @@ def binned_response(
     not_positive = int(np.count_nonzero(true <= 0.0))
     if not_positive:
         msg = f"e_true must be positive (GeV); {not_positive} value(s) are not"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     edges = DEFAULT_RESPONSE_EDGES if edges is None else np.asarray(edges, dtype=np.float64)
     if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
         msg = "edges must be at least two strictly increasing bin edges (GeV)"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if min_count < 0:
         msg = f"min_count must be a number of clusters >= 0, got {min_count}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
 
     n_bins = len(edges) - 1
     bin_index = np.searchsorted(edges, true, side="right") - 1
@@ -581,7 +585,7 @@ def response_summary(e_true: ArrayLike, e_pred: ArrayLike) -> dict[str, float]:
     not_positive = int(np.count_nonzero(true <= 0.0))
     if not_positive:
         msg = f"e_true must be positive (GeV); {not_positive} value(s) are not"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if len(true) == 0:
         return {"count": 0, "median": math.nan, "resolution": math.nan}
     q16, median, q84 = np.quantile(pred / true, [_Q16, _Q50, _Q84])

@@ -6,7 +6,7 @@ settings of that source. Builders make Keras 3 functional models whose inputs
 are the dict of named arrays the preprocessing produces, so that
 ``model.predict(preprocessing.transform(clusters))`` just works.
 
-Tasks: ``"classify"`` gives P(π±) (π0 = 0, π± = 1, ``ntuple-schema.md``);
+Tasks: ``"classify"`` gives P(π±) (π0 = 0, π± = 1, ``docs/conventions.md``);
 ``"regress"`` gives the calibrated energy. A regression variant keeps the
 classifier's trunk, adds the cluster energy and |η| as scalar inputs (where the
 classifier had none) and ends in one linear unit trained with the mean squared
@@ -27,7 +27,7 @@ either other scale. The recipe is saved with every model; pass another
 ====================  ========================================================
 name                  source
 ====================  ========================================================
-``dense_emb2``        ATLAS ML forum (seed 000): EMB2 + E → Dense 128
+``dense_emb2``        ATLAS ML forum [FORUM2017]: EMB2 + E → Dense 128
 ``dense3_emb2``       ATLAS ML forum: EMB2 + E → 128-64-32
 ``cnn_emb2``          ATLAS ML forum: CNN on EMB2 alone
 ``dense3_all``        ATLAS ML forum: all layers flattened + E → 128-64-32
@@ -35,8 +35,8 @@ name                  source
 ``per_layer_dense``   ATLAS pion-ML practice: a dense net per layer + combination
 ``per_layer_cnn``     ATLAS pion-ML practice: multi-input CNN, a branch per layer
 ``densenet``          LLNL-TR-814867 §2.3: DenseNet on EMB1, EMB2+3, Tile
-``lapp_cnn``          LAPP (seed 001): selu, He init, 8 % dropout, Adam 1e-4
-``bdt``               seed 004: gradient-boosted trees on the cluster moments
+``lapp_cnn``          LAPP [LAPP2021]: selu, He init, 8 % dropout, Adam 1e-4
+``bdt``               [THAIS2017]: gradient-boosted trees on the cluster moments
 ====================  ========================================================
 
 Default sizes are modest so that every model trains on a laptop CPU; pass
@@ -462,7 +462,7 @@ def _build_lapp_cnn(
     dropout: float = 0.08,
     initializer: str = "he_normal",
 ) -> keras.Model:
-    """The LAPP photon-ID CNN (seed 001): a selu CNN branch per layer, 8 % dropout, sigmoid.
+    """The LAPP photon-ID CNN [LAPP2021]: a selu CNN branch per layer, 8 % dropout, sigmoid.
 
     The slides give He initialisation (``"lecun_normal"`` is the one that
     keeps selu self-normalising; pass it as ``initializer``), selu everywhere
@@ -706,7 +706,7 @@ _register(
     ModelSpec(
         "bdt",
         "gradient-boosted decision trees on the cluster moments (scikit-learn)",
-        "seed 004 (Thais, 'Machine learning in ATLAS', 2017); calotools.baselines",
+        "[THAIS2017] (Thais, 'Machine learning in ATLAS', 2017); calotools.baselines",
         kind="bdt",
         sizes={"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31},
         tiny={"max_iter": 10},

@@ -1,7 +1,7 @@
 """Read and write topo-cluster ntuples in the ATLAS MLTree ``ClusterTree`` format.
 
 One entry per cluster: scalar branches (``cluster_E``, moments, truth) and six
-float32 layer images stored [η][φ] (``ntuple-schema.md``). Files written by
+float32 layer images stored [η][φ] (``docs/ntuple-format.md``). Files written by
 calotools and real MLTree ntuples read the same way; legacy "v7" branch names
 (``clusterE``, ``clusterEta``, …) are accepted as aliases.
 
@@ -31,7 +31,7 @@ import uproot
 
 from calotools import atomic, geometry
 from calotools.cuts import branches_in, evaluate_cut
-from calotools.errors import NonFiniteWarning, NtupleError
+from calotools.errors import MissingFileError, NonFiniteWarning, NtupleError
 
 __all__ = [
     "IMAGE_BRANCHES",
@@ -55,7 +55,7 @@ _F4 = np.dtype(np.float32)
 _I4 = np.dtype(np.int32)
 
 #: The scalar branches of the converted MLTree schema and calotools' additions,
-#: with their ROOT types (``ntuple-schema.md``). Energies in GeV.
+#: with their ROOT types (``docs/ntuple-format.md``). Energies in GeV.
 SCALAR_BRANCHES: dict[str, np.dtype] = {
     "cluster_E": _F4,
     "cluster_E_LCCalib": _F4,
@@ -145,7 +145,7 @@ class Clusters:
                     f"image {name!r} has {len(image)} clusters but the scalars have "
                     f"{len(self.scalars)}"
                 )
-                raise ValueError(msg)
+                raise NtupleError(msg)
 
     def __len__(self) -> int:
         if len(self.scalars.columns):
@@ -198,7 +198,7 @@ def resolve_files(files: FileSpec) -> list[Path]:
     specs = [files] if isinstance(files, str | os.PathLike) else list(files)
     if not specs:
         msg = "no input files given"
-        raise FileNotFoundError(msg)
+        raise MissingFileError(msg)
     paths: list[Path] = []
     for spec in specs:
         text = os.fspath(spec)
@@ -206,17 +206,17 @@ def resolve_files(files: FileSpec) -> list[Path]:
             matches = sorted(glob.glob(text))  # noqa: PTH207 (absolute patterns too)
             if not matches:
                 msg = f"no file matches {text!r}"
-                raise FileNotFoundError(msg)
+                raise MissingFileError(msg)
             paths.extend(Path(m) for m in matches)
         elif Path(text).is_dir():
             matches = sorted(Path(text).glob("*.root"))
             if not matches:
                 msg = f"the folder {text} has no *.root files"
-                raise FileNotFoundError(msg)
+                raise MissingFileError(msg)
             paths.extend(matches)
         elif not Path(text).exists():
             msg = f"{text}: no such file"
-            raise FileNotFoundError(msg)
+            raise MissingFileError(msg)
         else:
             paths.append(Path(text))
     return paths
@@ -454,7 +454,7 @@ def iterate_clusters(
     """
     if step_size < 1:
         msg = f"step_size must be a positive number of entries, got {step_size}"
-        raise ValueError(msg)
+        raise NtupleError(msg)
     remaining = math.inf if entry_stop is None else entry_stop
     for path in resolve_files(files):
         if remaining <= 0:
@@ -611,16 +611,16 @@ def _branch_type(name: str, values: np.ndarray) -> np.dtype:
             msg = (
                 f"image {name!r} has shape {list(values.shape[1:])}; expected {list(shape)} [η][φ]"
             )
-            raise ValueError(msg)
+            raise NtupleError(msg)
         return np.dtype((np.float32, shape))
     if values.ndim != 1:
         msg = f"branch {name!r} must be one value per cluster, got shape {values.shape}"
-        raise ValueError(msg)
+        raise NtupleError(msg)
     if name in SCALAR_BRANCHES:
         return SCALAR_BRANCHES[name]
     if values.dtype.kind not in "biuf":
         msg = f"branch {name!r} has values of type {values.dtype}; only numbers can be written"
-        raise ValueError(msg)
+        raise NtupleError(msg)
     return values.dtype
 
 
@@ -658,10 +658,10 @@ class ClusterWriter:
     ) -> None:
         if basket_size < 1:
             msg = f"basket_size must be a positive number of entries, got {basket_size}"
-            raise ValueError(msg)
+            raise NtupleError(msg)
         if compression not in _COMPRESSION:
             msg = f"compression must be one of {list(_COMPRESSION)}, got {compression!r}"
-            raise ValueError(msg)
+            raise NtupleError(msg)
         self.path = Path(path)
         self.tree_name = tree
         self.basket_size = basket_size
@@ -689,7 +689,7 @@ class ClusterWriter:
                 f"{self.path}: every chunk must have the same branches; this one lacks "
                 f"{missing} and adds {extra}"
             )
-            raise ValueError(msg)
+            raise NtupleError(msg)
         self._pending.append(
             {
                 name: np.asarray(
@@ -725,7 +725,7 @@ class ClusterWriter:
         if self._tree is None:
             msg = f"{self.path}: nothing was written; refusing to create an empty ntuple"
             self.abort()
-            raise ValueError(msg)
+            raise NtupleError(msg)
         self._file.close()
         return self._output.commit()
 

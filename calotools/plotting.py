@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -33,15 +34,29 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
 from calotools import atomic, geometry, metrics
+from calotools.errors import InvalidValueError, OutOfRangeError
 
 __all__ = [
+    "ACTIVATION_LABEL",
+    "CORRELATION_LABEL",
+    "DIFFERENCE_LABEL",
+    "PIXEL_LABEL",
+    "activation_maps",
+    "as_layer_images",
     "atlas_label",
+    "axes_grid",
     "cluster_images",
     "confusion_matrix",
+    "correlation_maps",
+    "cutoff_effect",
     "cutoff_scan",
     "distributions",
+    "draw_layer",
+    "filter_differences",
     "history",
+    "layer_image",
     "mean_images",
+    "pixel_norm",
     "rejection",
     "resolution",
     "response",
@@ -49,6 +64,7 @@ __all__ = [
     "roc",
     "save",
     "style",
+    "tidy_grid",
     "use_style",
 ]
 
@@ -130,17 +146,27 @@ def atlas_label(
     return ax
 
 
+#: Colour-bar labels of the maps of what a network learned (`calotools.interpret`).
+CORRELATION_LABEL = "Correlation with output"
+ACTIVATION_LABEL = "Mean cell / cluster energy"
+DIFFERENCE_LABEL = r"Response to $\pi^{\pm}$ − $\pi^{0}$ mean"
+
 # ---------------------------------------------------------------------------- helpers
 
 
-def _axes_grid(
+def axes_grid(
     axes: Axes | Sequence[Axes] | np.ndarray | None,
     shape: tuple[int, int],
     figsize: tuple[float, float],
     *,
     share: bool = False,
 ) -> np.ndarray:
-    """The given axes as an array of ``shape``, or a new figure's."""
+    """The given axes as an array of ``shape``, or a new figure's (constrained layout).
+
+    For functions that draw a grid of panels: ``axes`` may be any sequence or
+    array of at least ``shape[0] × shape[1]`` axes; ``share`` shares x and y
+    across a new figure's panels.
+    """
     if axes is None:
         _, grid = plt.subplots(
             *shape,
@@ -155,18 +181,22 @@ def _axes_grid(
     needed = shape[0] * shape[1]
     if flat.size < needed:
         msg = f"this plot needs {needed} axes ({shape[0]} × {shape[1]}); {flat.size} were given"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     return flat[:needed].reshape(shape)
 
 
-def _layer_images(images: LayerImages | Any, what: str = "images") -> LayerImages:
-    """Layer name → (N, n_η, n_φ) images, from a mapping or a `Clusters`."""
+def as_layer_images(images: LayerImages | Any, what: str = "images") -> LayerImages:
+    """Layer name → (N, n_η, n_φ) images, from a mapping or a `calotools.ntuple.Clusters`.
+
+    Raises `InvalidValueError` naming ``what`` if a layer is missing or its
+    images are not of the MLTree shape.
+    """
     layer_images = getattr(images, "images", images)
     missing = [name for name in geometry.IMAGE_LAYER_NAMES if name not in layer_images]
     if missing:
         have = list(layer_images)
         msg = f"{what} lacks the layer(s) {missing}; it has: {have}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     for lay in geometry.IMAGE_LAYERS:
         shape = np.shape(layer_images[lay.name])[1:]
         if shape != lay.image_shape:
@@ -174,11 +204,11 @@ def _layer_images(images: LayerImages | Any, what: str = "images") -> LayerImage
                 f"{what}[{lay.name!r}] has images of shape {list(shape)}; "
                 f"expected (clusters, {lay.image_shape[0]}, {lay.image_shape[1]}) [η][φ]"
             )
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
     return layer_images
 
 
-def _draw_layer(
+def draw_layer(
     ax: Axes,
     lay: geometry.Layer,
     image: np.ndarray,
@@ -188,7 +218,11 @@ def _draw_layer(
     title: str | None = None,
     row_label: str | None = None,
 ):
-    """One layer in true Δη × Δφ: pixel edges from the geometry, [η][φ] → (φ rows, η columns)."""
+    """Draw one layer image in true Δη × Δφ on ``ax`` and return the mesh.
+
+    Pixel edges come from the geometry; the [η][φ] image is drawn with η
+    along x and φ along y. ``row_label`` prefixes the y label (for grids).
+    """
     if isinstance(norm, colors.LogNorm):
         # Empty pixels have no logarithm: leave them blank rather than clip them.
         image = np.ma.masked_less_equal(image, 0.0)
@@ -200,9 +234,17 @@ def _draw_layer(
     return mesh
 
 
-def _pixel_norm(
-    pixels: Sequence[np.ndarray], *, log: bool, vmin: float | None, vmax: float | None
+def pixel_norm(
+    pixels: Sequence[np.ndarray],
+    *,
+    log: bool,
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> colors.Normalize:
+    """One colour scale for all of ``pixels``: logarithmic over the positive values, or linear.
+
+    ``vmin`` and ``vmax`` fix the range; by default it spans the pixels.
+    """
     values = np.concatenate([np.ravel(p) for p in pixels])
     if log:
         positive = values[values > 0]
@@ -215,7 +257,7 @@ def _pixel_norm(
     return colors.Normalize(vmin=low, vmax=high if high > low else low + 1.0)
 
 
-def _tidy_grid(grid: np.ndarray) -> None:
+def tidy_grid(grid: np.ndarray) -> None:
     """Axis labels on the outer panels only, when the panels share axes."""
     for ax in grid.ravel():
         ax.label_outer()
@@ -259,24 +301,64 @@ def cluster_images(
     numpy.ndarray
         The axes, one per layer.
     """
-    layer_images = _layer_images(images)
+    layer_images = as_layer_images(images)
     n_clusters = len(layer_images[geometry.IMAGE_LAYER_NAMES[0]])
     if not -n_clusters <= index < n_clusters:
         msg = f"cluster index {index} is out of range for {n_clusters} clusters"
-        raise IndexError(msg)
+        raise OutOfRangeError(msg)
     created = axes is None
-    grid = _axes_grid(axes, (2, 3), (11, 6.5), share=True)
+    grid = axes_grid(axes, (2, 3), (11, 6.5), share=True)
     pixels = [
         np.asarray(layer_images[name][index], dtype=float) for name in geometry.IMAGE_LAYER_NAMES
     ]
-    norm = _pixel_norm(pixels, log=log, vmin=vmin, vmax=vmax)
+    norm = pixel_norm(pixels, log=log, vmin=vmin, vmax=vmax)
     flat = grid.ravel()
     for ax, lay, image in zip(flat, geometry.IMAGE_LAYERS, pixels, strict=True):
-        mesh = _draw_layer(ax, lay, image, norm, cmap, title=lay.name)
+        mesh = draw_layer(ax, lay, image, norm, cmap, title=lay.name)
     if created:
-        _tidy_grid(grid)
+        tidy_grid(grid)
     flat[0].figure.colorbar(mesh, ax=list(flat), label=PIXEL_LABEL)
     return grid
+
+
+def layer_image(
+    image: np.ndarray,
+    layer: str,
+    *,
+    ax: Axes | None = None,
+    log: bool = True,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "viridis",
+    title: str | None = None,
+) -> Axes:
+    """One layer image (n_η, n_φ) in true Δη × Δφ, with its colour bar.
+
+    Parameters
+    ----------
+    image
+        The pixels of one cluster in ``layer``, e.g. ``clusters.images["EMB2"][0]``.
+    layer
+        The calorimeter layer, for the pixel edges.
+    log
+        Logarithmic colour scale (empty pixels left blank).
+    title
+        Default: the layer's name.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    lay = geometry.layer(layer)
+    pixels = np.asarray(image, dtype=float)
+    if pixels.shape != lay.image_shape:
+        msg = f"a {layer} image is shaped {lay.image_shape} [η][φ], got {pixels.shape}"
+        raise InvalidValueError(msg)
+    ax = ax or plt.gca()
+    norm = pixel_norm([pixels], log=log, vmin=vmin, vmax=vmax)
+    mesh = draw_layer(ax, lay, pixels, norm, cmap, title=layer if title is None else title)
+    ax.figure.colorbar(mesh, ax=ax, label=PIXEL_LABEL)
+    return ax
 
 
 def mean_images(
@@ -309,13 +391,13 @@ def mean_images(
     """
     if not images_by_class:
         msg = "images_by_class is empty; give at least one class"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     means: dict[str, list[np.ndarray]] = {}
     for label, images in images_by_class.items():
-        layer_images = _layer_images(images, what=f"images_by_class[{label!r}]")
+        layer_images = as_layer_images(images, what=f"images_by_class[{label!r}]")
         if len(layer_images[geometry.IMAGE_LAYER_NAMES[0]]) == 0:
             msg = f"class {label!r} has no clusters to average"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         means[label] = [
             # float64 accumulation without a float64 copy of all the images.
             np.asarray(layer_images[name]).mean(axis=0, dtype=np.float64)
@@ -325,16 +407,16 @@ def mean_images(
     with_difference = len(labels) == 2
     n_rows = len(labels) + with_difference
     created = axes is None
-    grid = _axes_grid(axes, (n_rows, 6), (15, 2.6 * n_rows + 0.6), share=True)
+    grid = axes_grid(axes, (n_rows, 6), (15, 2.6 * n_rows + 0.6), share=True)
 
-    norm = _pixel_norm(
+    norm = pixel_norm(
         [m for per_layer in means.values() for m in per_layer], log=log, vmin=None, vmax=None
     )
     for row, label in enumerate(labels):
         for column, (ax, lay, image) in enumerate(
             zip(grid[row], geometry.IMAGE_LAYERS, means[label], strict=True)
         ):
-            mesh = _draw_layer(
+            mesh = draw_layer(
                 ax,
                 lay,
                 image,
@@ -357,7 +439,7 @@ def mean_images(
         for column, (ax, lay, image) in enumerate(
             zip(grid[-1], geometry.IMAGE_LAYERS, difference, strict=True)
         ):
-            mesh = _draw_layer(
+            mesh = draw_layer(
                 ax,
                 lay,
                 image,
@@ -367,7 +449,7 @@ def mean_images(
             )
         figure.colorbar(mesh, ax=list(grid[-1]), label="Difference of means")
     if created:
-        _tidy_grid(grid)
+        tidy_grid(grid)
     return grid
 
 
@@ -492,7 +574,7 @@ def _response_tables(results: Mapping[str, pd.DataFrame]) -> Iterator[tuple[str,
                 f"results[{label!r}] lacks the column(s) {missing}; "
                 "pass tables made by calotools.metrics.binned_response"
             )
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         yield label, table
 
 
@@ -675,7 +757,7 @@ def distributions(
         pooled = np.concatenate(list(finite.values()))
         if pooled.size == 0:
             msg = "no finite values to histogram"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         low, high = value_range or tuple(np.quantile(pooled, [0.005, 0.995]))
         high = high if high > low else low + 1.0
         axis = (
@@ -712,6 +794,230 @@ def save(figure: Any, name: str, folder: str | os.PathLike | None = None) -> Pat
     return path
 
 
+def cutoff_effect(
+    table: pd.DataFrame,
+    *,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Median response and resolution of a classify-then-calibrate chain against its cutoff p.
+
+    One line per group (e.g. all clusters, true π0, true π±) for the hard
+    chain, and a dashed line of the same colour for the soft chain, which has
+    no cutoff.
+
+    Parameters
+    ----------
+    table
+        From `calotools.chain.cutoff_effect`.
+    axes
+        Two axes (median response, resolution); default: a new figure.
+
+    Returns
+    -------
+    numpy.ndarray
+        The two axes.
+    """
+    needed = {"group", "cutoff", "median", "resolution", "soft_median", "soft_resolution"}
+    missing = sorted(needed - set(table.columns))
+    if missing:
+        msg = (
+            f"table lacks the column(s) {missing}; pass the table of calotools.chain.cutoff_effect"
+        )
+        raise InvalidValueError(msg)
+    grid = axes_grid(axes, (1, 2), (16, 6)).ravel()
+    for name, rows in table.groupby("group", sort=False):
+        (line,) = grid[0].plot(rows["cutoff"], rows["median"], marker="o", label=name)
+        grid[1].plot(rows["cutoff"], rows["resolution"], marker="o", color=line.get_color())
+        for ax, column in zip(grid, ("soft_median", "soft_resolution"), strict=True):
+            ax.axhline(rows[column].iloc[0], color=line.get_color(), linestyle="--")
+    grid[0].set(xlabel="Cutoff p", ylabel=MEDIAN_RESPONSE_LABEL)
+    grid[1].set(xlabel="Cutoff p", ylabel="Resolution (q84 − q16) / (2 median)")
+    grid[0].legend()
+    return grid
+
+
+# ---------------------------------------------------------------------------- what a network learned
+
+
+def _symmetric_norm(arrays: Sequence[np.ndarray], vmax: float | None) -> colors.Normalize:
+    """A linear colour scale centred on 0, for diverging maps."""
+    largest = vmax if vmax is not None else max(float(np.abs(a).max()) for a in arrays)
+    largest = largest or 1.0  # an all-zero map still needs a range
+    return colors.Normalize(vmin=-largest, vmax=largest)
+
+
+def activation_maps(
+    maps: Mapping[str, np.ndarray],
+    *,
+    nodes: Sequence[int] | None = None,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+    log: bool = False,
+    cmap: str = "viridis",
+) -> np.ndarray:
+    """Mean most-activating images, one row per node and one column per layer.
+
+    Parameters
+    ----------
+    maps
+        From `calotools.interpret.activation_maps`: layer name → (n_nodes, n_η, n_φ).
+    nodes
+        Which nodes; default the first eight (or all, if fewer).
+    axes
+        (len(nodes) × n_layers) axes; default: a new figure.
+    log
+        Logarithmic colour scale (empty pixels blank); one scale for all panels.
+
+    Returns
+    -------
+    numpy.ndarray
+        The axes, shape (len(nodes), n_layers).
+    """
+    if not maps:
+        msg = "maps is empty"
+        raise InvalidValueError(msg)
+    names = list(maps)
+    n_nodes = len(maps[names[0]])
+    nodes = list(range(min(n_nodes, 8)) if nodes is None else nodes)
+    if not nodes:
+        msg = "nodes is empty; give at least one node"
+        raise InvalidValueError(msg)
+    for node in nodes:
+        if not 0 <= node < n_nodes:
+            msg = f"node {node} is out of range for a layer of {n_nodes} nodes"
+            raise OutOfRangeError(msg)
+    created = axes is None
+    grid = axes_grid(
+        axes, (len(nodes), len(names)), (2.6 * len(names), 2.4 * len(nodes) + 0.6), share=True
+    )
+    images = [np.asarray(maps[name][node], dtype=float) for node in nodes for name in names]
+    norm = pixel_norm(images, log=log, vmin=None, vmax=None)
+    for row, node in enumerate(nodes):
+        for column, name in enumerate(names):
+            mesh = draw_layer(
+                grid[row, column],
+                geometry.layer(name),
+                np.asarray(maps[name][node], dtype=float),
+                norm,
+                cmap,
+                title=name if row == 0 else None,
+                row_label=f"Node {node}" if column == 0 else None,
+            )
+    grid[0, 0].figure.colorbar(mesh, ax=list(grid.ravel()), label=ACTIVATION_LABEL)
+    if created:
+        tidy_grid(grid)
+    return grid
+
+
+def correlation_maps(
+    maps: Mapping[str, np.ndarray],
+    *,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+    cmap: str = "RdBu_r",
+    vmax: float | None = None,
+) -> np.ndarray:
+    """Pixel-to-output correlation maps, one panel per layer, diverging colours centred on 0.
+
+    Parameters
+    ----------
+    maps
+        From `calotools.interpret.correlation_maps`: layer name → (n_η, n_φ).
+    axes
+        One axes per layer; default: a new figure with one row.
+    vmax
+        Colour range ±vmax; default the largest |correlation|.
+
+    Returns
+    -------
+    numpy.ndarray
+        The axes, shape (1, n_layers).
+    """
+    if not maps:
+        msg = "maps is empty"
+        raise InvalidValueError(msg)
+    names = list(maps)
+    created = axes is None
+    grid = axes_grid(axes, (1, len(names)), (2.8 * len(names), 3.2), share=True)
+    norm = _symmetric_norm([np.asarray(m) for m in maps.values()], vmax)
+    for ax, name in zip(grid[0], names, strict=True):
+        mesh = draw_layer(
+            ax, geometry.layer(name), np.asarray(maps[name], dtype=float), norm, cmap, title=name
+        )
+    grid[0, 0].figure.colorbar(mesh, ax=list(grid.ravel()), label=CORRELATION_LABEL)
+    if created:
+        tidy_grid(grid)
+    return grid
+
+
+def filter_differences(
+    differences: np.ndarray,
+    layer: str,
+    *,
+    filters: Sequence[int] | None = None,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+    n_columns: int = 4,
+    cmap: str = "RdBu_r",
+    vmax: float | None = None,
+) -> np.ndarray:
+    """Filter responses to the mean-image difference, one panel per filter.
+
+    Parameters
+    ----------
+    differences
+        From `calotools.interpret.filter_differences`: (n_filters, n_η, n_φ).
+    layer
+        The calorimeter layer of the images (e.g. ``"EMB2"``), for the pixel edges.
+    filters
+        Which filters; default all.
+    axes
+        One axes per filter; default: a new figure, ``n_columns`` wide.
+    vmax
+        Colour range ±vmax, centred on 0; default the largest |response|.
+
+    Returns
+    -------
+    numpy.ndarray
+        The axes drawn on, shape (n_rows, n_columns), or (1, len(filters))
+        for given axes.
+    """
+    differences = np.asarray(differences, dtype=float)
+    lay = geometry.layer(layer)
+    if differences.ndim != 3 or differences.shape[1:] != lay.image_shape:
+        msg = (
+            f"differences must be shaped (filters, {lay.image_shape[0]}, {lay.image_shape[1]}) "
+            f"for {layer}; got {differences.shape}"
+        )
+        raise InvalidValueError(msg)
+    filters = list(range(len(differences)) if filters is None else filters)
+    if not filters:
+        msg = "filters is empty; give at least one filter"
+        raise InvalidValueError(msg)
+    if axes is None:
+        n_columns = min(n_columns, len(filters))
+        shape = (math.ceil(len(filters) / n_columns), n_columns)
+        grid = axes_grid(None, shape, (2.8 * shape[1], 2.6 * shape[0] + 0.4), share=True)
+    else:
+        grid = axes_grid(axes, (1, len(filters)), (0.0, 0.0))
+    flat = grid.ravel()
+    norm = _symmetric_norm([differences[f] for f in filters], vmax)
+    for position, (ax, number) in enumerate(zip(flat, filters, strict=False)):
+        mesh = draw_layer(
+            ax,
+            lay,
+            differences[number],
+            norm,
+            cmap,
+            title=f"Filter {number}",
+            row_label=layer if position % grid.shape[1] == 0 else None,
+        )
+    used = list(flat[: len(filters)])
+    for ax in flat[len(filters) :]:
+        ax.set_axis_off()
+    grid[0, 0].figure.colorbar(mesh, ax=used, label=DIFFERENCE_LABEL)
+    if axes is None:
+        tidy_grid(grid)
+    return grid
+
+
 # ---------------------------------------------------------------------------- training
 
 
@@ -741,10 +1047,10 @@ def history(
     names = [c for c in frame.columns if not str(c).startswith("val_") and c not in _NOT_METRICS]
     if not names:
         msg = f"history has no training quantities; its keys are {list(frame.columns)}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     names.sort(key=lambda name: name != "loss")  # loss first, the rest in their order
     epochs = frame["epoch"].to_numpy() if "epoch" in frame else np.arange(1, len(frame) + 1)
-    grid = _axes_grid(axes, (1, len(names)), (4.5 * len(names), 4)).ravel()
+    grid = axes_grid(axes, (1, len(names)), (4.5 * len(names), 4)).ravel()
     for ax, name in zip(grid, names, strict=True):
         ax.plot(epochs, frame[name], marker="o", markersize=3, label="Training")
         if f"val_{name}" in frame:

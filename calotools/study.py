@@ -1,22 +1,33 @@
-"""The study: its trained models, and running it headlessly from end to end.
+"""The study: its data set, its trained models, and running it headlessly from end to end.
 
-The notebooks get their models from `trained`, which trains a registered model
-on the default data set once (with the quick or full settings of `TRAINING`)
-and reuses it afterwards; `predictions_on_test` gives any model's predictions on
-its own test split.
+Every notebook starts with one call, `setup`, which applies the ATLAS style,
+makes (or finds) the data set, honours quick mode (``CALOTOOLS_QUICK``, as
+`calotools.sim.samples.quick_mode` reads it) and returns a `StudyContext`.
+Its `~StudyContext.trained` trains a registered model on the data set once,
+with the notebook's selection and the quick or full settings of `TRAINING`,
+and reuses it afterwards; `predictions_on_test` gives any model's predictions
+on its own test split.
 
 This is what ``make demo`` (``calotools demo``) does: make or reuse the default
 data set, execute the numbered notebooks with papermill into
 ``outputs/notebooks/``, write an HTML page per notebook into ``outputs/html/``
 and collect the key figures the notebooks save (`calotools.plotting.save`) in
 ``outputs/figures/``.
+
+Examples
+--------
+>>> context = setup(quick=True, root="..")  # doctest: +SKIP
+>>> model = context.trained("densenet", "classify")  # doctest: +SKIP
+>>> predictions_on_test(model, extra_branches=["cluster_E"]).head()  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,19 +35,29 @@ from typing import Any
 import pandas as pd
 
 from calotools import atomic, extras
+from calotools.data import Selection
+from calotools.errors import DataError, MissingFileError
+from calotools.predictor import TrainedModel
 from calotools.sim import samples
+from calotools.training import DEFAULT_CUT, train
 
 __all__ = [
+    "DEFAULT_SELECTION",
     "FULL_MODE_LIMITS",
     "TRAINING",
+    "StudyContext",
     "StudyResult",
     "common_test_split",
+    "dataset",
     "model_folder",
     "notebooks",
     "predictions_on_test",
     "run_study",
+    "setup",
     "trained",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Training settings of the study's models (`calotools.training.TrainingConfig`
 #: fields). Quick mode: a smoke run that still learns something; full mode: the
@@ -52,6 +73,15 @@ FULL_MODE_LIMITS: dict[str, dict[str, Any]] = {
     "densenet": {"epochs": 5, "max_clusters": 20_000},
     "lapp_cnn": {"epochs": 6, "max_clusters": 40_000},
 }
+#: The selection the study's models are trained on unless a notebook says
+#: otherwise: `calotools.training.DEFAULT_CUT`, the studies' barrel cut and
+#: minimum true energy (``docs/conventions.md``) with a positive EM-scale
+#: energy, because the networks see log10(cluster_E).
+DEFAULT_SELECTION: str = DEFAULT_CUT
+
+
+def _quick(quick: bool | None) -> bool:
+    return samples.quick_mode() if quick is None else quick
 
 
 def model_folder(
@@ -61,11 +91,19 @@ def model_folder(
     *,
     base: str | os.PathLike = "models",
     quick: bool | None = None,
+    selection: str | None = None,
 ) -> Path:
-    """Where the study keeps a trained model: ``models/[quick/]NAME-TASK[-SAMPLE]``."""
-    quick = samples.quick_mode() if quick is None else quick
-    folder = Path(base) / "quick" if quick else Path(base)
-    return folder / "-".join(part for part in (name, task, sample) if part)
+    """Where the study keeps a trained model: ``models/[quick/]NAME-TASK[-SAMPLE][-CUT]``.
+
+    A model trained on another selection than `DEFAULT_SELECTION` gets its own
+    folder, suffixed with the first 8 hex digits of the SHA-256 of the cut, so
+    that changing the selection never resumes (or clashes with) another run.
+    """
+    folder = Path(base) / "quick" if _quick(quick) else Path(base)
+    tag = None
+    if selection is not None and selection != DEFAULT_SELECTION:
+        tag = "cut" + hashlib.sha256(selection.encode()).hexdigest()[:8]
+    return folder / "-".join(part for part in (name, task, sample, tag) if part)
 
 
 def trained(
@@ -76,13 +114,14 @@ def trained(
     sample: str | None = None,
     base: str | os.PathLike = "models",
     quick: bool | None = None,
+    selection: str | None = None,
     verbose: int = 0,
     **settings: Any,
-) -> Any:
+) -> TrainedModel:
     """The study's model ``name`` for ``task``: loaded if trained already, else trained now.
 
-    Notebooks call this for every model they use, so each notebook runs on its
-    own and reuses what earlier notebooks trained.
+    Notebooks call this (through `StudyContext.trained`) for every model they
+    use, so each notebook runs on its own and reuses what earlier ones trained.
 
     Parameters
     ----------
@@ -92,28 +131,31 @@ def trained(
     data
         Folder of the data set (``pi0.root``, ``pipm.root``).
     base, quick
-        Where models are kept (`model_folder`).
+        Where models are kept (`model_folder`), and quick mode.
+    selection
+        The cut the model is trained and tested on; default `DEFAULT_SELECTION`.
     settings
         `calotools.training.TrainingConfig` fields overriding `TRAINING`.
     """
-    from calotools import training
-
-    quick = samples.quick_mode() if quick is None else quick
+    quick = _quick(quick)
     limits = {} if quick else FULL_MODE_LIMITS.get(name, {})
     options = {**TRAINING["quick" if quick else "full"], **limits, **settings}
+    options["cut"] = DEFAULT_SELECTION if selection is None else selection
     if sample is not None:
         options["sample"] = sample
-    folder = model_folder(name, task, sample, base=base, quick=quick)
-    return training.train(name, data, folder, task=task, verbose=verbose, **options)
+    folder = model_folder(name, task, sample, base=base, quick=quick, selection=options["cut"])
+    return train(name, data, folder, task=task, verbose=verbose, **options)
 
 
-def _test_split(model: Any) -> Any:
-    from calotools import data
+def _test_split(model: TrainedModel) -> Selection:
+    split = model.split
+    if split is None:
+        msg = f"{model!r} has no saved split; it was not trained by calotools.training.train"
+        raise MissingFileError(msg)
+    return split["test"]
 
-    return data.Split.load(Path(model.folder) / "split.npz")["test"]
 
-
-def common_test_split(models: Iterable[Any]) -> Any:
+def common_test_split(models: Iterable[TrainedModel]) -> Selection:
     """The largest of the models' test splits, checked to contain all the others.
 
     `calotools.training` splits the selection first and only then draws
@@ -124,7 +166,7 @@ def common_test_split(models: Iterable[Any]) -> Any:
     splits = [_test_split(model) for model in models]
     largest = max(splits, key=len)
 
-    def clusters(selection: Any) -> set[tuple[str, int]]:
+    def clusters(selection: Selection) -> set[tuple[str, int]]:
         paths = [str(Path(f.path).resolve()) for f in selection.files]
         return {
             (paths[i], int(e)) for i, e in zip(selection.file_index, selection.entry, strict=True)
@@ -136,12 +178,12 @@ def common_test_split(models: Iterable[Any]) -> Any:
             "the models' test splits are not nested (different data, cuts, samples or seeds); "
             "compare them on their own test splits instead"
         )
-        raise ValueError(msg)
+        raise DataError(msg)
     return largest
 
 
 def predictions_on_test(
-    model: Any, *, extra_branches: Sequence[str] = (), selection: Any = None
+    model: TrainedModel, *, extra_branches: Sequence[str] = (), selection: Selection | None = None
 ) -> pd.DataFrame:
     """The model's predictions on its own test split (or on ``selection``).
 
@@ -157,12 +199,115 @@ def predictions_on_test(
     return table.assign(prediction=predictions)
 
 
+# ---------------------------------------------------------------------------- notebooks
+
+
+def dataset(
+    data: str | os.PathLike | None = None,
+    *,
+    quick: bool | None = None,
+    base: str | os.PathLike = "data",
+) -> samples.DefaultDataSet:
+    """The study's data set: the folder ``data`` (real ntuples, say), or the default one.
+
+    Without ``data``, the default data set is made (or reused) in
+    `calotools.sim.samples.default_folder` of ``base``: ``data/``, or
+    ``data/quick/`` in quick mode (``quick=None`` follows ``CALOTOOLS_QUICK``).
+    A given folder must hold ``pi0.root`` and ``pipm.root``.
+    """
+    quick = _quick(quick)
+    if data is None:
+        return samples.make_default(samples.default_folder(base, quick=quick), quick=quick)
+    found = samples.DefaultDataSet(Path(data))
+    missing = [str(path) for path in (found.pi0, found.pipm) if not path.is_file()]
+    if missing:
+        msg = f"the data folder {data} lacks {', '.join(missing)}; it needs pi0.root and pipm.root"
+        raise MissingFileError(msg)
+    return found
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What a study notebook works with: its data, quick mode, selection and model folder.
+
+    Made by `setup`; `trained` and `model_folder` pass these on, so that a
+    notebook names only the model it wants.
+    """
+
+    data: samples.DefaultDataSet
+    quick: bool
+    selection: str = DEFAULT_SELECTION
+    models: Path = Path("models")
+
+    def trained(
+        self, name: str, task: str, sample: str | None = None, **settings: Any
+    ) -> TrainedModel:
+        """`trained` on this context's data set, selection, model folder and mode."""
+        return trained(
+            name,
+            task,
+            self.data.folder,
+            sample=sample,
+            base=self.models,
+            quick=self.quick,
+            selection=self.selection,
+            **settings,
+        )
+
+    def model_folder(self, name: str, task: str, sample: str | None = None) -> Path:
+        """`model_folder` of this context."""
+        return model_folder(
+            name, task, sample, base=self.models, quick=self.quick, selection=self.selection
+        )
+
+
+def setup(
+    *,
+    data: str | os.PathLike | None = None,
+    quick: bool | None = None,
+    selection: str | None = None,
+    root: str | os.PathLike = ".",
+) -> StudyContext:
+    """Set a study notebook up: the ATLAS style, where figures go, the data set.
+
+    Parameters
+    ----------
+    data
+        A folder with ``pi0.root`` and ``pipm.root``; None: the default data
+        set under ``ROOT/data`` (`dataset`).
+    quick
+        Quick mode; None follows ``CALOTOOLS_QUICK``.
+    selection
+        The cut of the models the notebook trains; None: `DEFAULT_SELECTION`.
+    root
+        The project folder as seen from where the notebook runs (``".."`` from
+        ``notebooks/``): data in ``ROOT/data``, models in ``ROOT/models`` and
+        figures in ``ROOT/outputs/figures`` unless ``CALOTOOLS_FIGURES`` says
+        otherwise.
+    """
+    from calotools import plotting
+
+    plotting.use_style()
+    root = Path(root)
+    os.environ.setdefault("CALOTOOLS_FIGURES", str(root / "outputs" / "figures"))
+    quick = _quick(quick)
+    return StudyContext(
+        data=dataset(data, quick=quick, base=root / "data"),
+        quick=quick,
+        selection=DEFAULT_SELECTION if selection is None else selection,
+        models=root / "models",
+    )
+
+
+# ---------------------------------------------------------------------------- running it
+
+
 def notebooks(folder: str | os.PathLike = "notebooks") -> list[Path]:
     """The numbered notebooks of the study (``NN_name.ipynb``), in order."""
     found = sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
     if not found:
         msg = f"no numbered notebooks (NN_name.ipynb) in {Path(folder).resolve()}"
-        raise FileNotFoundError(msg)
+        raise MissingFileError(msg)
     return found
 
 
@@ -178,7 +323,6 @@ class StudyResult:
 
 def _to_html(notebook: Path, out: Path) -> Path:
     nbconvert, nbformat = extras.nbconvert(), extras.nbformat()
-
     body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
     return atomic.write_text(out / notebook.with_suffix(".html").name, body)
 
@@ -189,9 +333,11 @@ def run_study(
     *,
     quick: bool | None = None,
     data_base: str | os.PathLike = "data",
-    log: Callable[[str], None] = print,
 ) -> StudyResult:
     """Make the default data, then execute every numbered notebook and export it.
+
+    What it does is logged to the ``calotools.study`` logger (``calotools
+    demo`` shows it).
 
     Parameters
     ----------
@@ -203,22 +349,20 @@ def run_study(
         Quick mode (small data, few epochs); default ``CALOTOOLS_QUICK``.
     data_base
         Base folder of the default data set (``data/``; quick mode ``data/quick/``).
-    log
-        Where to say what is done.
     """
     papermill = extras.papermill()
 
-    quick = samples.quick_mode() if quick is None else quick
+    quick = _quick(quick)
     out = Path(out).resolve()
     result = StudyResult(figures=out / "figures")
     for sub in ("notebooks", "html", "figures"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    samples.make_default(samples.default_folder(data_base, quick=quick), quick=quick, log=log)
+    dataset(quick=quick, base=data_base)
     # The kernels inherit the environment: quick mode and the figure folder.
     os.environ["CALOTOOLS_QUICK"] = "1" if quick else "0"
     os.environ["CALOTOOLS_FIGURES"] = str(result.figures)
     for notebook in notebooks(notebook_folder):
-        log(f"running {notebook.name} ...")
+        logger.info("running %s ...", notebook.name)
         start = time.perf_counter()
         executed = out / "notebooks" / notebook.name
         papermill.execute_notebook(
@@ -231,8 +375,8 @@ def run_study(
         result.seconds[notebook.stem] = time.perf_counter() - start
         result.executed.append(executed)
         result.html.append(_to_html(executed, out / "html"))
-        log(f"  {notebook.stem}: {result.seconds[notebook.stem]:.0f} s")
-    log(f"executed notebooks: {out / 'notebooks'}")
-    log(f"HTML pages:         {out / 'html'}")
-    log(f"figures:            {result.figures}")
+        logger.info("  %s: %.0f s", notebook.stem, result.seconds[notebook.stem])
+    logger.info("executed notebooks: %s", out / "notebooks")
+    logger.info("HTML pages:         %s", out / "html")
+    logger.info("figures:            %s", result.figures)
     return result

@@ -55,7 +55,7 @@ import pandas as pd
 from calotools import artifacts, atomic, backend, data, evaluation, loading, models, ntuple
 from calotools.baselines import BDTModel
 from calotools.cuts import feature_branch
-from calotools.errors import TrainingError
+from calotools.errors import MissingFileError, TrainingError
 from calotools.predictor import TrainedModel
 from calotools.preprocessing import Preprocessing
 
@@ -238,7 +238,7 @@ def _samples(source: str | os.PathLike | Mapping[str, ntuple.FileSpec]) -> dict[
             f"{folder}: not a data folder; give a folder with "
             f"{' and '.join(DEFAULT_SAMPLES.values())} (the default data set layout)"
         )
-        raise FileNotFoundError(msg)
+        raise MissingFileError(msg)
     samples = {sample: folder / name for sample, name in DEFAULT_SAMPLES.items()}
     missing = [str(path) for path in samples.values() if not path.is_file()]
     if missing:
@@ -246,7 +246,7 @@ def _samples(source: str | os.PathLike | Mapping[str, ntuple.FileSpec]) -> dict[
             f"the data folder {folder} lacks {', '.join(missing)}; it needs "
             f"{' and '.join(DEFAULT_SAMPLES.values())} (the default data set layout)"
         )
-        raise FileNotFoundError(msg)
+        raise MissingFileError(msg)
     return samples
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from calotools import extras, geometry, metrics, plotting
+from calotools.errors import InvalidValueError, OutOfRangeError
 
 __all__ = [
     "ActivationExplorer",
@@ -106,18 +107,18 @@ def response_in_bin(
     edges = np.asarray(edges, dtype=np.float64)
     if true.ndim != 1 or pred.shape != true.shape:
         msg = f"e_true and e_pred must be 1-D and equally long; got {true.shape} and {pred.shape}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
         msg = "edges must be at least two strictly increasing bin edges (GeV)"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     n_bins = len(edges) - 1
     if not 0 <= index < n_bins:
         msg = f"bin index {index} is out of range for {n_bins} bins"
-        raise IndexError(msg)
+        raise OutOfRangeError(msg)
     inside = (true >= edges[index]) & (true < edges[index + 1])
     if np.any(true[inside] <= 0.0):
         msg = "e_true must be positive (GeV)"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     return pred[inside] / true[inside]
 
 
@@ -218,9 +219,9 @@ class ClusterBrowser(_Explorer):
 
         if not samples:
             msg = "samples is empty; give at least one, e.g. {'π0': clusters}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         self.samples = {
-            name: plotting._layer_images(images, what=f"samples[{name!r}]")
+            name: plotting.as_layer_images(images, what=f"samples[{name!r}]")
             for name, images in samples.items()
         }
         self._scalars = {name: getattr(images, "scalars", None) for name, images in samples.items()}
@@ -268,12 +269,7 @@ class ClusterBrowser(_Explorer):
             shown = list(geometry.IMAGE_LAYER_NAMES)
         else:
             ax = self.figure.subplots()
-            pixels = np.asarray(images[layer][index], dtype=float)
-            norm = plotting._pixel_norm([pixels], log=log, vmin=None, vmax=None)
-            mesh = plotting._draw_layer(
-                ax, geometry.layer(layer), pixels, norm, self.cmap, title=layer
-            )
-            self.figure.colorbar(mesh, ax=ax, label=plotting.PIXEL_LABEL)
+            plotting.layer_image(images[layer][index], layer, ax=ax, log=log, cmap=self.cmap)
             shown = [layer]
         self.figure.suptitle(f"{sample}, cluster {index}")
         self.text.value = self._describe(sample, index)
@@ -410,7 +406,7 @@ class ResponseExplorer(_Explorer):
 
         if not samples:
             msg = "samples is empty; give at least one table of true and predicted energies"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         self.tables = {name: pd.DataFrame(table) for name, table in samples.items()}
         first = next(iter(self.tables.values()))
         methods = [c for c in first.columns if c != truth] if methods is None else list(methods)
@@ -418,10 +414,10 @@ class ResponseExplorer(_Explorer):
             missing = [c for c in (truth, *methods) if c not in table.columns]
             if missing:
                 msg = f"samples[{name!r}] lacks the column(s) {missing}; it has: {list(table.columns)}"
-                raise ValueError(msg)
+                raise InvalidValueError(msg)
         if not methods:
             msg = f"there are no prediction columns besides {truth!r}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         self.truth = truth
         self.edges = np.asarray(
             metrics.DEFAULT_RESPONSE_EDGES if edges is None else edges, dtype=np.float64
@@ -547,7 +543,7 @@ class ActivationExplorer(_Explorer):
         layers = interpret.hidden_layer_names(model) if layers is None else list(layers)
         if not layers:
             msg = "the model has no hidden Dense or convolutional layer to map"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         self._maps: dict[str, dict[str, np.ndarray]] = {}
         controls = {
             "layer": ipywidgets.Dropdown(options=layers, description="Layer"),
@@ -576,12 +572,11 @@ class ActivationExplorer(_Explorer):
         self.controls["node"].max = len(next(iter(maps.values()))) - 1
 
     def _draw(self) -> dict[str, np.ndarray]:
-        from calotools import interpret
 
         layer, node = self.controls["layer"].value, self.controls["node"].value
         maps = self.maps(layer)
         axes = self.figure.subplots(1, len(maps), sharex=True, sharey=True, squeeze=False)
-        interpret.plot_activation_maps(maps, nodes=[node], axes=axes, log=self.log)
+        plotting.activation_maps(maps, nodes=[node], axes=axes, log=self.log)
         for ax in axes.ravel():
             ax.label_outer()
         n_nodes = len(next(iter(maps.values())))

@@ -12,7 +12,7 @@ from calotools import geometry
 from calotools.sim.cells import CellBatch, LayerCells, Window
 from calotools.sim.config import DEFAULT_NOISE_MEV
 
-#: Electronic noise per cell in GeV: the simulation's table (physics-spec.md section 2).
+#: Electronic noise per cell in GeV: the simulation's table (docs/physics.md §2).
 NOISE_SIGMA = {name: mev / 1000.0 for name, mev in DEFAULT_NOISE_MEV.items()}
 
 

@@ -49,7 +49,7 @@ CELLS_PER_LAYER = {0: 2, 1: 8, 2: 6, 3: 3, 12: 3, 13: 3, 14: 2}
 #: Mean layer shares of the energy (PS, EMB1, EMB2, EMB3, Tile0, Tile1, Tile2).
 EM_SHARES = np.array([0.04, 0.30, 0.60, 0.05, 0.01, 0.0, 0.0])
 HAD_SHARES = np.array([0.02, 0.08, 0.20, 0.06, 0.30, 0.28, 0.06])
-#: Electronic noise per cell (physics-spec.md section 2), GeV.
+#: Electronic noise per cell (docs/physics.md §2), GeV.
 NOISE_SIGMA = {0: 0.030, 1: 0.015, 2: 0.025, 3: 0.020, 12: 0.020, 13: 0.020, 14: 0.020}
 #: Pure-noise cells per cluster in each layer.
 NOISE_CELLS_PER_LAYER = 6
@@ -171,7 +171,7 @@ def training():
 
 @pytest.fixture(scope="module")
 def testing():
-    """Independent samples to apply the calibration to (spec §5)."""
+    """Independent samples to apply the calibration to (docs/physics.md §5)."""
     return {"pi0": make_sample("pi0", 2000, seed=11), "pipm": make_sample("pipm", 2000, seed=12)}
 
 

@@ -1,4 +1,4 @@
-"""Topo-clustering (physics-spec.md section 4) on hand-built events whose clusters are known."""
+"""Topo-clustering (docs/physics.md §4) on hand-built events whose clusters are known."""
 
 from __future__ import annotations
 
@@ -321,7 +321,7 @@ def test_clusters_at_or_below_the_et_cut_are_dropped():
 
 
 def test_simulated_pions_give_a_leading_cluster_with_the_expected_response():
-    """On simulated events: π0 cluster_E ≈ ENG_CALIB_TOT, π± below it (spec section 6)."""
+    """On simulated events: π0 cluster_E ≈ ENG_CALIB_TOT, π± below it (docs/physics.md §6)."""
     from calotools.sim.config import SimulationConfig
     from calotools.sim.images import cluster_images
     from calotools.sim.moments import cluster_moments

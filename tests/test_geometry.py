@@ -1,4 +1,4 @@
-"""The barrel geometry agrees with physics-spec.md section 1 and with itself."""
+"""The barrel geometry agrees with docs/physics.md §1 and with itself."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from calotools import geometry
 
 
 def test_image_layers_have_the_mltree_shapes():
-    """ntuple-schema.md: EMB1 128×4, EMB2 16×16, EMB3 8×16, Tile 4×4, 4×4, 2×4."""
+    """docs/ntuple-format.md: EMB1 128×4, EMB2 16×16, EMB3 8×16, Tile 4×4, 4×4, 2×4."""
     shapes = {lay.name: lay.image_shape for lay in geometry.IMAGE_LAYERS}
     assert shapes == {
         "EMB1": (128, 4),
@@ -48,7 +48,7 @@ def test_pixel_edges_put_the_centre_cell_at_index_n_over_2():
 
 
 def test_layers_are_ordered_outwards_without_overlap():
-    """Radii increase layer by layer (physics-spec.md section 1 table)."""
+    """Radii increase layer by layer (docs/physics.md §1 table)."""
     radii = [(lay.r_inner_mm, lay.r_outer_mm) for lay in geometry.LAYERS]
     assert all(r_in < r_out for r_in, r_out in radii)
     assert all(radii[i][1] <= radii[i + 1][0] for i in range(len(radii) - 1))

@@ -1,4 +1,4 @@
-"""MLTree cluster images (ntuple-schema.md, "How MLTree fills the images")."""
+"""MLTree cluster images (docs/ntuple-format.md, "How MLTree fills the images")."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import pytest
 from matplotlib.collections import QuadMesh
 from network_factory import DECISIVE_PIXEL, limit_threads, trained_one_pixel_model
 
-from calotools import geometry, interpret
+from calotools import geometry, interpret, plotting
 
 pytestmark = pytest.mark.usefixtures("render_and_close_figures")
 
@@ -213,7 +213,7 @@ def _mesh(ax) -> QuadMesh:
 def test_correlation_plot_is_diverging_centred_on_zero_in_true_eta_phi():
     rng = np.random.default_rng(5)
     maps = {lay.name: rng.uniform(-0.3, 0.6, lay.image_shape) for lay in geometry.IMAGE_LAYERS}
-    grid = interpret.plot_correlation_maps(maps)
+    grid = plotting.correlation_maps(maps)
     assert grid.shape == (1, 6)
     for ax, lay in zip(grid[0], geometry.IMAGE_LAYERS, strict=True):
         mesh = _mesh(ax)
@@ -223,31 +223,31 @@ def test_correlation_plot_is_diverging_centred_on_zero_in_true_eta_phi():
         np.testing.assert_allclose(coordinates[0, :, 0], lay.eta_edges)
         np.testing.assert_allclose(coordinates[:, 0, 1], lay.phi_edges)
         assert ax.get_title() == lay.name
-    assert grid[0, 0].figure.axes[-1].get_ylabel() == interpret.CORRELATION_LABEL
+    assert grid[0, 0].figure.axes[-1].get_ylabel() == plotting.CORRELATION_LABEL
 
 
 def test_activation_plot_draws_chosen_nodes_on_given_axes():
     rng = np.random.default_rng(6)
     maps = {"EMB1": rng.random((5, 128, 4)), "EMB2": rng.random((5, 16, 16))}
     _, axes = plt.subplots(2, 2)
-    grid = interpret.plot_activation_maps(maps, nodes=[4, 1], axes=axes, log=True)
+    grid = plotting.activation_maps(maps, nodes=[4, 1], axes=axes, log=True)
     assert grid.shape == (2, 2)
     np.testing.assert_allclose(_mesh(grid[1, 1]).get_array().reshape(16, 16), maps["EMB2"][1].T)
     assert "Node 4" in grid[0, 0].get_ylabel()
     with pytest.raises(IndexError, match="node 5 is out of range"):
-        interpret.plot_activation_maps(maps, nodes=[5])
+        plotting.activation_maps(maps, nodes=[5])
 
 
 def test_filter_difference_plot_has_one_symmetric_panel_per_filter():
     differences = np.random.default_rng(7).normal(size=(6, 16, 16))
-    grid = interpret.plot_filter_differences(differences, "EMB2")
+    grid = plotting.filter_differences(differences, "EMB2")
     assert grid.shape == (2, 4)
     drawn = [ax for ax in grid.ravel() if ax.axison]
     assert len(drawn) == 6
     norm = _mesh(drawn[0]).norm
     assert norm.vmin == -norm.vmax == pytest.approx(-np.abs(differences).max())
     with pytest.raises(ValueError, match="for EMB3"):
-        interpret.plot_filter_differences(differences, "EMB3")
+        plotting.filter_differences(differences, "EMB3")
 
 
 def test_importing_interpret_and_widgets_does_not_import_tensorflow():

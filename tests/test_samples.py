@@ -1,4 +1,4 @@
-"""The simulated default data set against physics-spec.md section 6, and its production.
+"""The simulated default data set against docs/physics.md §6, and its production.
 
 One small default data set (3,000 events per sample, LCW tables from an
 independent 3,000-event calibration sample) is made once for the module with
@@ -10,6 +10,7 @@ well inside the spec's ranges.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -28,9 +29,7 @@ SELECTION = "abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2"
 @pytest.fixture(scope="module")
 def default_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    return samples.make_default(
-        folder, n_events=N_EVENTS, n_calibration=N_EVENTS, progress=False, log=lambda _: None
-    )
+    return samples.make_default(folder, n_events=N_EVENTS, n_calibration=N_EVENTS, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -116,17 +115,15 @@ def test_files_have_the_schema_images_and_sidecars(default_data):
     )
 
 
-def test_rerun_with_the_same_configuration_reuses_files(default_data):
-    """Asking again for the same data set writes nothing new."""
+def test_rerun_with_the_same_configuration_reuses_files(default_data, caplog):
+    """Asking again for the same data set writes nothing new, and says so."""
     before = {p: p.stat().st_mtime_ns for p in default_data.folder.iterdir()}
-    messages = []
-    samples.make_default(
-        default_data.folder,
-        n_events=N_EVENTS,
-        n_calibration=N_EVENTS,
-        progress=False,
-        log=messages.append,
-    )
+    with caplog.at_level(logging.INFO, logger="calotools"):
+        samples.make_default(
+            default_data.folder, n_events=N_EVENTS, n_calibration=N_EVENTS, progress=False
+        )
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 3
     assert all("reusing" in message for message in messages)
     assert {p: p.stat().st_mtime_ns for p in default_data.folder.iterdir()} == before
 
@@ -134,9 +131,7 @@ def test_rerun_with_the_same_configuration_reuses_files(default_data):
 def test_same_seed_same_data(tmp_path):
     """Two runs with one seed give identical files' contents."""
     paths = [
-        samples.make_sample(
-            "pi0", tmp_path / f"{i}.root", n_events=200, seed=5, progress=False, log=lambda _: None
-        )
+        samples.make_sample("pi0", tmp_path / f"{i}.root", n_events=200, seed=5, progress=False)
         for i in range(2)
     ]
     first, second = (ntuple.read_clusters(p) for p in paths)
@@ -188,7 +183,6 @@ def test_output_does_not_depend_on_the_number_of_workers(tmp_path, default_data)
             seed=9,
             lcw=default_data.lcw_tables,
             progress=False,
-            log=lambda _: None,
             workers=workers,
             simulation={"batch_size": 64},
         )

@@ -1,4 +1,4 @@
-"""Validation of the fast simulation against the physics it models (``physics-spec.md`` §1–3, §6).
+"""Validation of the fast simulation against the physics it models (``docs/physics.md`` §1–3, §6).
 
 Every test simulates its own events with `calotools.sim.simulation` and compares
 them with numbers from the spec or the literature, never with earlier outputs

@@ -1,4 +1,4 @@
-"""LCW-style local hadronic calibration of topo-clusters (``physics-spec.md`` section 5).
+"""LCW-style local hadronic calibration of topo-clusters (``docs/physics.md`` §5).
 
 The baseline that ATLAS runs on every topo-cluster (athena ``CaloUtils/CaloLC*Tool``,
 tables made by ``CaloLocalHadCalib/GetLC*``), in four steps, each a table filled
@@ -40,7 +40,7 @@ Where this differs from athena
   that cells and clusters with a small denominator cannot dominate.
 - Thin table bins fall back to marginals, then to the nearest usable bin along
   the main axis, where athena leaves them empty (p_EM = 0, no correction).
-- The dead-material step is the spec's two-term stand-in, not CaloLCDeadMaterialTool.
+- The dead-material step is the two-term stand-in of docs/physics.md §5.4, not CaloLCDeadMaterialTool.
 
 Examples
 --------
@@ -65,7 +65,12 @@ import numpy as np
 import pandas as pd
 
 from calotools import atomic, geometry
-from calotools.errors import CalibrationFileError, CalibrationInputError
+from calotools.errors import (
+    CalibrationFileError,
+    CalibrationInputError,
+    InvalidValueError,
+    MissingFileError,
+)
 from calotools.version import __version__
 
 __all__ = [
@@ -160,7 +165,7 @@ class Binning:
     def __post_init__(self) -> None:
         if not (self.n_bins >= 1 and self.high > self.low):
             msg = f"a binning needs n_bins ≥ 1 and high > low, got {self}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
 
     @property
     def edges(self) -> np.ndarray:
@@ -170,7 +175,7 @@ class Binning:
 
 @dataclass(frozen=True)
 class LCWConfig:
-    """Binning and cuts of the LCW tables (``physics-spec.md`` section 5).
+    """Binning and cuts of the LCW tables (``docs/physics.md`` §5).
 
     Energies in GeV, densities in GeV/mm³, λ in mm (athena's tables are in MeV:
     their log10 axes are shifted by 3). A bin is used when it holds *more than*
@@ -179,9 +184,9 @@ class LCWConfig:
 
     # 1. Classification
     #: Weight of π± against π0 in p_EM = w_π0 / (w_π0 + prior · w_π±): two charged
-    #: states per neutral one (spec §5.1, "isospin prior").
+    #: states per neutral one (docs/physics.md §5.1, "isospin prior").
     isospin_prior: float = 2.0
-    #: |η|: the barrel reaches 0.7 (spec §1); 0.2-wide bins, the η dependence is weak there.
+    #: |η|: the barrel reaches 0.7 (docs/physics.md §1); 0.2-wide bins, the η dependence is weak there.
     class_abs_eta: Binning = Binning(0.0, 0.8, 4)
     #: log10(E_EM/GeV), 0.1 GeV–1 TeV (the ATLAS guns span 0.2–2000 GeV, ntuple-schema).
     class_log10_energy: Binning = Binning(-1.0, 3.0, 16)
@@ -194,10 +199,10 @@ class LCWConfig:
     class_entries_above: int = 10
 
     # 2. Hadronic cell weights
-    #: Cells are weighted when |E|/σ > 2 (spec §5.2; athena CaloLCWeightTool
+    #: Cells are weighted when |E|/σ > 2 (docs/physics.md §5.2; athena CaloLCWeightTool
     #: SignalOverNoiseCut, the 4-2-0 growth threshold).
     cell_signal_over_noise: float = 2.0
-    #: Weights from bins with more than 10 entries only; others are 1 (spec §5.2;
+    #: Weights from bins with more than 10 entries only; others are 1 (docs/physics.md §5.2;
     #: athena CaloLCWeightTool uses BIN_ENTRIES > 10).
     cell_entries_above: int = 10
     cell_abs_eta: Binning = Binning(0.0, 0.8, 4)
@@ -229,7 +234,7 @@ class LCWConfig:
     def __post_init__(self) -> None:
         if not self.isospin_prior > 0:
             msg = f"isospin_prior must be positive, got {self.isospin_prior}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON-ready data."""
@@ -242,7 +247,7 @@ class LCWConfig:
         unknown = sorted(set(data) - set(fields))
         if unknown:
             msg = f"unknown LCWConfig fields {unknown}; known: {sorted(fields)}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         values = {
             name: Binning(**value) if isinstance(fields[name].default, Binning) else value
             for name, value in data.items()
@@ -580,7 +585,7 @@ class LCWCalibration:
         pi0, pipm
             (clusters table, cells table) of each sample, with the truth columns
             (see the module docstring). They should be independent of the samples
-            the calibration is later applied to (spec §5).
+            the calibration is later applied to (docs/physics.md §5).
         config
             Binning and cuts; `LCWConfig()` by default.
 
@@ -793,7 +798,7 @@ class LCWCalibration:
         path = Path(path)
         if not path.is_file():
             msg = f"no LCW calibration file at {path}"
-            raise FileNotFoundError(msg)
+            raise MissingFileError(msg)
         try:
             # our own file object: np.load leaks its handle when the zip is broken
             with path.open("rb") as stream, np.load(stream, allow_pickle=False) as archive:

@@ -41,7 +41,7 @@ class Window:
 
     ``margin`` is the least distance between the particle and a window edge
     (≈ 0.3, so that a 0.6 × 0.6 region is always covered and topo-clusters
-    are not truncated, ``physics-spec.md`` section 1). Aligning the origin on
+    are not truncated, ``docs/physics.md`` §1). Aligning the origin on
     ``ALIGN_ETA`` × ``ALIGN_PHI`` adds up to one alignment cell in each
     direction.
     """

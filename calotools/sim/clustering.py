@@ -2,7 +2,7 @@
 
 `topo_cluster` turns a `calotools.sim.cells.CellBatch` into topo-clusters the way
 athena's ``CaloTopoClusterMaker`` and ``CaloTopoClusterSplitter`` do
-(``physics-spec.md`` section 4):
+(``docs/physics.md`` §4):
 
 1. seeds |E|/σ > 4, growing cells |E|/σ > 2, perimeter cells |E|/σ > 0;
    neighbours ``super3D`` (8 in-layer neighbours plus the overlapping cells of
@@ -42,6 +42,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from calotools import geometry
+from calotools.errors import InvalidValueError
 from calotools.sim.cells import CellBatch, Window
 
 __all__ = [
@@ -68,7 +69,7 @@ class ClusteringConfig:
     seed_threshold: float = 4.0  #: |E|/σ above which a cell seeds a cluster
     growth_threshold: float = 2.0  #: |E|/σ above which a cell keeps growing it
     perimeter_threshold: float = 0.0  #: |E|/σ above which a neighbour joins
-    #: Multiplies every cell's σ: the "different noise cut" samples (spec section 2).
+    #: Multiplies every cell's σ: the "different noise cut" samples (docs/physics.md §2).
     noise_scale: float = 1.0
     #: Proto-clusters with |E_T| at or below this are dropped (ClusterEtorAbsEtCut).
     cluster_min_abs_et: float = 0.0
@@ -87,10 +88,10 @@ class ClusteringConfig:
                 "thresholds must satisfy seed ≥ growth ≥ perimeter ≥ 0, got "
                 f"{self.seed_threshold}, {self.growth_threshold}, {self.perimeter_threshold}"
             )
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         if self.noise_scale <= 0:
             msg = f"noise_scale must be positive, got {self.noise_scale}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         for name in (*self.split_primary_layers, *self.split_secondary_layers):
             geometry.layer(name)  # raises with the list of valid names
         # JSON gives lists back; keep the dataclass hashable.
@@ -110,7 +111,7 @@ class ClusteringConfig:
         unknown = set(values) - known
         if unknown:
             msg = f"unknown clustering settings {sorted(unknown)}; known: {sorted(known)}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         return cls(**values)
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -314,7 +315,7 @@ class TopoClusters:
         One row per cluster, sorted by event then energy: ``event`` (row in
         the batch), ``eventNumber``, ``clusterIndex`` (rank by energy in the
         event), ``nCluster``, ``cluster_E``, ``cluster_Pt``, ``cluster_Eta``,
-        ``cluster_Phi``, ``cluster_nCells`` (ntuple-schema.md names).
+        ``cluster_Phi``, ``cluster_nCells`` (docs/ntuple-format.md names).
     cells
         Which cells make each cluster, with weights and positions.
     batch, config
@@ -375,7 +376,7 @@ def _flat_energy(batch: CellBatch, tpl: _Template) -> np.ndarray:
     missing = [name for name in _LAYER_NAMES if name not in batch.layers]
     if missing:
         msg = f"the cell batch has no layer(s) {missing}; it has {sorted(batch.layers)}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     n = len(batch)
     parts = []
     for lay in geometry.LAYERS:
@@ -385,7 +386,7 @@ def _flat_energy(batch: CellBatch, tpl: _Template) -> np.ndarray:
                 f"layer {lay.name} has cells shaped {energy.shape}; the window needs "
                 f"{(n, *batch.window.shape(lay.name))}"
             )
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         parts.append(energy.reshape(n, -1))
     # Keep the simulation's precision (float32 halves the memory traffic);
     # every sum over cells is done in float64.

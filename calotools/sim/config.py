@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from calotools import geometry
+from calotools.errors import InvalidValueError
 from calotools.sim.cells import Window
 
 __all__ = [
@@ -55,7 +56,7 @@ PARTICLE_MASS_GEV: Mapping[str, float] = MappingProxyType(
     }
 )
 
-#: Electronic noise σ per cell without pile-up, MeV (``physics-spec.md`` section 2 [A]):
+#: Electronic noise σ per cell without pile-up, MeV (``docs/physics.md`` §2 [A]):
 #: the one table of noise values in calotools.
 DEFAULT_NOISE_MEV: Mapping[str, float] = MappingProxyType(
     {
@@ -101,7 +102,7 @@ def _finite(*values: Any) -> bool:
 def _expect(condition: bool, name: str, expected: str, value: Any) -> None:
     if not condition:
         msg = f"SimulationConfig.{name} must be {expected}; got {value!r}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class SimulationConfig:
     Energies in GeV (total energy, log-uniform between ``e_min`` and ``e_max``),
     |η| uniform in [``eta_min``, ``eta_max``] with a random sign, φ uniform in
     [``phi_min``, ``phi_max``]. Fields below ``window`` are the physics
-    assumptions of ``physics-spec.md``, each citing its section.
+    assumptions of ``docs/physics.md``, each citing its section.
     """
 
     particle: str = "pi0"
@@ -267,7 +268,7 @@ class SimulationConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             msg = f"unknown SimulationConfig fields {unknown}; known fields: {sorted(known)}"
-            raise ValueError(msg)
+            raise InvalidValueError(msg)
         values = dict(data)
         if isinstance(values.get("window"), Mapping):
             values["window"] = Window(**values["window"])

@@ -2,7 +2,7 @@
 
 `cluster_images` fills, for every cluster of `calotools.sim.clustering.topo_cluster`,
 one float32 image per layer of `geometry.IMAGE_LAYERS`, stored [η][φ], exactly
-as athena's MLTreeMaker does (``ntuple-schema.md``, "How MLTree fills the
+as athena's MLTreeMaker does (``docs/ntuple-format.md``, "How MLTree fills the
 images"):
 
 - the window is centred on the cluster's own cell (of any layer, the presampler
@@ -39,7 +39,7 @@ __all__ = ["MIN_CELL_ENERGY", "cluster_images", "image_centres"]
 
 #: MLTree's m_cellE_thres: weighted cell energies below 5 MeV stay out of the images (GeV).
 MIN_CELL_ENERGY = 0.005
-# floor(d/Δ + 1e-4): the offset MLTree adds against rounding (ntuple-schema.md).
+# floor(d/Δ + 1e-4): the offset MLTree adds against rounding (docs/ntuple-format.md).
 _INDEX_EPSILON = 1e-4
 
 

@@ -1,9 +1,9 @@
 """Cluster moments, as athena's ``CaloClusterMomentsMaker`` computes them, plus truth moments.
 
 `cluster_moments` takes the output of `calotools.sim.clustering.topo_cluster` and
-returns one row per cluster with the MLTree branch names (``ntuple-schema.md``):
+returns one row per cluster with the MLTree branch names (``docs/ntuple-format.md``):
 
-- shape moments from the cells with w·E > 0 (``physics-spec.md`` section 4):
+- shape moments from the cells with w·E > 0 (``docs/physics.md`` §4):
   ``cluster_CENTER_MAG``, ``cluster_CENTER_LAMBDA``, ``cluster_FIRST_ENG_DENS``,
   ``cluster_SECOND_R``, ``cluster_SECOND_LAMBDA``, ``cluster_LATERAL``,
   ``cluster_LONGITUDINAL``, ``cluster_ENG_FRAC_EM``, ``cluster_ENG_FRAC_MAX``,

@@ -18,10 +18,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,12 +33,14 @@ from typing import Any
 import pandas as pd
 
 from calotools import atomic
+from calotools.errors import InvalidValueError
 from calotools.ntuple import Clusters, ClusterWriter
 from calotools.sim.calibration import LCWCalibration
 from calotools.sim.clustering import ClusteringConfig
 from calotools.sim.config import SimulationConfig
 from calotools.sim.reconstruction import reconstruct
 from calotools.sim.simulation import simulate_batch
+from calotools.version import __version__
 
 __all__ = [
     "CALIBRATION_SEED_OFFSET",
@@ -53,6 +56,8 @@ __all__ = [
     "sample_configs",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: The particles of each sample. ``pipm`` mixes both charges in equal numbers.
 SAMPLES: Mapping[str, tuple[str, ...]] = {
     "pi0": ("pi0",),
@@ -65,7 +70,7 @@ DEFAULT_EVENTS = {"full": 100_000, "quick": 4_000}
 #: Events per sample of the LCW calibration sample.
 CALIBRATION_EVENTS = {"full": 30_000, "quick": 4_000}
 #: The calibration sample is simulated with ``seed + CALIBRATION_SEED_OFFSET``
-#: so that it is independent of the samples it calibrates (physics-spec.md §5).
+#: so that it is independent of the samples it calibrates (docs/physics.md §5).
 CALIBRATION_SEED_OFFSET = 10_000
 
 LCW_TABLES = "lcw_tables.npz"
@@ -96,7 +101,7 @@ def sample_configs(
     """
     if sample not in SAMPLES:
         msg = f"unknown sample {sample!r}; the samples are: {', '.join(SAMPLES)}"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     particles = SAMPLES[sample]
     counts = [
         n_events // len(particles) + (i < n_events % len(particles)) for i in range(len(particles))
@@ -248,8 +253,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def _describe(path: Path, configuration: Mapping[str, Any], **facts: Any) -> None:
-    from calotools.version import __version__
-
     _write_json(
         _sidecar(path),
         {
@@ -271,7 +274,6 @@ def make_sample(
     clustering: ClusteringConfig | None = None,
     simulation: Mapping[str, Any] | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
     workers: int | None = None,
 ) -> Path:
     """Simulate, reconstruct, calibrate and write one sample.
@@ -297,8 +299,6 @@ def make_sample(
         ``{"e_min": 1.0, "noise_scale": 2.0}``.
     progress
         Show a progress bar.
-    log
-        Where to say what is done.
     workers
         Processes that simulate and reconstruct batches in parallel (default:
         one per CPU core); the output is the same for any number.
@@ -315,7 +315,7 @@ def make_sample(
         "lcw_sha256": _sha256(lcw_path) if lcw_path else None,
     }
     if _reusable(path, configuration):
-        log(f"{path}: reusing (made with the same configuration)")
+        logger.info("%s: reusing (made with the same configuration)", path)
         return path
     if lcw_path is not None:
         LCWCalibration.load(lcw_path)  # a bad file fails here, before any work
@@ -328,7 +328,7 @@ def make_sample(
     _describe(
         path, configuration, n_clusters=n_clusters, lcw_tables=str(lcw_path) if lcw_path else None
     )
-    log(f"{path}: {n_events} events, {n_clusters} clusters")
+    logger.info("%s: %d events, %d clusters", path, n_events, n_clusters)
     return path
 
 
@@ -360,7 +360,6 @@ def make_lcw_tables(
     seed: int = 0,
     clustering: ClusteringConfig | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
     workers: int | None = None,
 ) -> Path:
     """Fit the LCW tables on independent π0 and π± calibration samples and save them."""
@@ -378,7 +377,7 @@ def make_lcw_tables(
         "clustering": clustering.to_dict(),
     }
     if _reusable(path, configuration):
-        log(f"{path}: reusing (made with the same configuration)")
+        logger.info("%s: reusing (made with the same configuration)", path)
         return path
     inputs = {
         sample: _calibration_inputs(
@@ -388,7 +387,7 @@ def make_lcw_tables(
     }
     LCWCalibration.fit(pi0=inputs["pi0"], pipm=inputs["pipm"]).save(path)
     _describe(path, configuration)
-    log(f"{path}: LCW tables from {n_events} π0 and {n_events} π± calibration events")
+    logger.info("%s: LCW tables from %d π0 and %d π± calibration events", path, n_events, n_events)
     return path
 
 
@@ -419,7 +418,6 @@ def make_default(
     seed: int = 0,
     quick: bool | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
     workers: int | None = None,
 ) -> DefaultDataSet:
     """Make (or reuse) the default data set: LCW tables, ``pi0.root``, ``pipm.root``.
@@ -436,7 +434,7 @@ def make_default(
         ``seed + CALIBRATION_SEED_OFFSET``.
     quick
         Quick mode; default: the ``CALOTOOLS_QUICK`` environment variable.
-    progress, log, workers
+    progress, workers
         As for `make_sample`.
     """
     quick = quick_mode() if quick is None else quick
@@ -448,7 +446,6 @@ def make_default(
         n_events=n_calibration or CALIBRATION_EVENTS[mode],
         seed=seed,
         progress=progress,
-        log=log,
         workers=workers,
     )
     for sample, path in (("pi0", data.pi0), ("pipm", data.pipm)):
@@ -459,7 +456,6 @@ def make_default(
             seed=seed,
             lcw=data.lcw_tables,
             progress=progress,
-            log=log,
             workers=workers,
         )
     return data

@@ -1,6 +1,6 @@
 """Showers of the fast simulation and how they deposit energy in the barrel.
 
-``physics-spec.md`` section 3. The first half holds pure, vectorised
+``docs/physics.md`` §3. The first half holds pure, vectorised
 parameterisations: GFlash (Grindhammer–Peters) EM showers, the Bock hadronic
 profile, the EM fraction of hadronic showers, the exact cell integral of the
 radial profile and the π0 → γγ decay. The second half maps them onto the
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Mean photon conversion depth, 9/7 X0 (pair-production mean free path, PDG
-#: passage-of-particles review; ``physics-spec.md`` section 3a).
+#: passage-of-particles review; ``docs/physics.md`` §3a).
 CONVERSION_LENGTH_X0 = 9.0 / 7.0
 
 # GFlash's fits hold above ≈ 1 GeV; softer photons (π0 decays down to tens of
@@ -94,7 +94,7 @@ def gflash_longitudinal(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-shower depth of maximum T (X0) and shape α of the GFlash profile.
 
-    ``physics-spec.md`` section 3a: correlated log-normal T and α with the
+    ``docs/physics.md`` §3a: correlated log-normal T and α with the
     homogeneous means plus the sampling-calorimeter corrections. ``normal_t``
     and ``normal_alpha`` are independent standard normals, one per shower.
 
@@ -135,7 +135,7 @@ def gflash_radial(
     sampling_fs: float,
     sampling_ehat: float,
 ) -> GFlashRadial:
-    """GFlash radial parameters at shower age τ = t/T (``physics-spec.md`` section 3a).
+    """GFlash radial parameters at shower age τ = t/T (``docs/physics.md`` §3a).
 
     f(r) = p·2r Rc²/(r² + Rc²)² + (1 − p)·2r Rt²/(r² + Rt²)², r in Molière radii,
     with the homogeneous parameterisation and the sampling corrections.
@@ -179,7 +179,7 @@ class BockParameters(NamedTuple):
 def bock_parameters(energy: np.ndarray) -> BockParameters:
     """Shape a and rates b (per X0), d (per λ) of Bock et al., NIM 186 (1981) 533.
 
-    ``physics-spec.md`` section 3b.3; the X0 term's weight is the shower's EM
+    ``docs/physics.md`` §3b.3; the X0 term's weight is the shower's EM
     fraction and the λ term's the rest, instead of Bock's fixed w = 0.4634.
     """
     ln_e = np.log(np.maximum(energy, _BOCK_FLOOR_GEV))
@@ -189,7 +189,7 @@ def bock_parameters(energy: np.ndarray) -> BockParameters:
 def em_fraction_mean(energy: np.ndarray, *, k: float, e0_gev: float) -> np.ndarray:
     """Mean EM fraction of a hadronic shower, 1 − (E/E0)^(k−1), at least 0.
 
-    PDG calorimetry review (Groom); ``physics-spec.md`` section 3b.2.
+    PDG calorimetry review (Groom); ``docs/physics.md`` §3b.2.
     """
     return np.maximum(1.0 - (np.maximum(energy, 1e-9) / e0_gev) ** (k - 1.0), 0.0)
 
@@ -237,7 +237,7 @@ def cell_integral_corners(
 ) -> np.ndarray:
     """Corner values of the integral of (1/π) R²/(r² + R²)² over [0, u] × [0, v].
 
-    ``physics-spec.md`` section 3a: with coordinates in units of R,
+    ``docs/physics.md`` §3a: with coordinates in units of R,
     G(u, v) = (1/2π)[(u/A) arctan(v/A) + (v/B) arctan(u/B)], A = √(u² + 1),
     B = √(v² + 1). G is odd in u and in v, so the share of a cell is the
     alternating sum of its four corners, ``np.diff(np.diff(G, axis=-2), axis=-1)``.
@@ -278,7 +278,7 @@ def pi0_decay(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two-body decay π0 → γγ, isotropic in the π0 rest frame.
 
-    E₁,₂ = (E/2)(1 ± β cos θ*) with the exact lab directions (``physics-spec.md``
+    E₁,₂ = (E/2)(1 ± β cos θ*) with the exact lab directions (``docs/physics.md``
     section 3b "π0 decay"). ``energy`` is the π0 total energy.
 
     Returns
@@ -340,7 +340,7 @@ class Stack(NamedTuple):
 
 
 def build_stack(config: SimulationConfig) -> Stack:
-    """The `Stack` of ``physics-spec.md`` section 1 with the dead material of ``config``."""
+    """The `Stack` of ``docs/physics.md`` §1 with the dead material of ``config``."""
     dm_mip = config.dead_material_mip_mev_per_x0 * 1e-3
     emb3, tile0 = geometry.layer("EMB3"), geometry.layer("TileBar0")
     # (name, X0, λ, MIP loss in GeV per X0, r_in, r_out), in radial order.

@@ -1,6 +1,6 @@
 """Fast parameterised simulation of single particles in the ATLAS-like barrel.
 
-``physics-spec.md`` sections 1–3: a π0 (→ γγ), a photon or a charged pion
+``docs/physics.md`` §1–3: a π0 (→ γγ), a photon or a charged pion
 comes from the origin, showers through dead material, the presampler, the
 three EM layers, the cryostat and the three Tile layers, and leaves in every
 cell of a `calotools.sim.cells.Window` around it
@@ -49,6 +49,7 @@ from typing import NamedTuple
 import numpy as np
 
 from calotools import geometry
+from calotools.errors import InvalidTypeError, InvalidValueError
 from calotools.sim.cells import CellBatch, LayerCells
 from calotools.sim.config import PARTICLES, SimulationConfig
 from calotools.sim.showers import (
@@ -196,10 +197,10 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch
     """
     if not (isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer))):
         msg = f"start and stop must be integers; got {start!r}, {stop!r}"
-        raise TypeError(msg)
+        raise InvalidTypeError(msg)
     if not 0 <= start < stop <= config.n_events:
         msg = f"need 0 <= start < stop <= n_events = {config.n_events}; got [{start}, {stop})"
-        raise ValueError(msg)
+        raise InvalidValueError(msg)
     stack = build_stack(config)
     draws = _draw(config, start, stop)
     u, z = draws.uniform, draws.normal
