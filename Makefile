@@ -84,7 +84,7 @@ lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
-	.venv-lock/bin/python -m pip install --quiet '.[dev]'
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
 	{ echo "# Exact versions of every dependency of calotools[dev], for pip's -c (constraints)."; \
 	  echo "# Made by 'make lock' with $$(.venv-lock/bin/python --version) on $$(uname -sm); remake it"; \
 	  echo "# to take new releases. pyproject.toml holds the lower bounds."; \

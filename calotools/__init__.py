@@ -22,7 +22,8 @@ The package has two halves that meet in a shared contract:
 Helpers every layer may use: `calotools.errors` (the error classes),
 `calotools.atomic` (files and folders written whole or not at all),
 `calotools.extras` (optional dependencies), `calotools.artifacts` (the model
-folder), `calotools.backend` (Keras, imported once) and `calotools.version`.
+folder), `calotools.backend` (Keras, imported once) and `calotools.version`;
+`calotools.testing` makes synthetic clusters for tests and benchmarks.
 
 Papers are cited by their keys in ``docs/references.md`` ([LLNL2020], …); the
 simulation's physics is in ``docs/physics.md``, the file format in
@@ -66,6 +67,7 @@ __all__ = [
     "preprocessing",
     "sim",
     "study",
+    "testing",
     "training",
     "widgets",
 ]
@@ -96,6 +98,7 @@ if TYPE_CHECKING:
         preprocessing,
         sim,
         study,
+        testing,
         training,
         widgets,
     )

@@ -15,9 +15,12 @@ network: P(π±) for classifiers, the energy in GeV for regressions.
 
 Examples
 --------
+>>> import pandas as pd
+>>> clusters = Clusters(pd.DataFrame({"cluster_EM_PROBABILITY": [0.9, 0.25, -1.0]}))
+>>> LCW_CLASSIFIER.predict(clusters).tolist()  # P(π±) = 1 − EM_PROBABILITY; −1: not classified
+[0.09999999999999998, 0.75, 1.0]
 >>> bdt = BDTModel.fit(train_clusters, "classify", labels=train_labels)  # doctest: +SKIP
 >>> bdt.save("models/bdt-classify")  # doctest: +SKIP
->>> LCW_CLASSIFIER.predict(test_clusters)  # 1 − EM_PROBABILITY  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -242,14 +242,16 @@ class CalibrationChain(artifacts.FolderInfo):
         ``folder`` is replaced. `calotools.loading.load` restores it.
         """
         folder = Path(folder)
-        sources = {role: getattr(getattr(self, role), "folder", None) for role in MEMBERS}
-        for role, source in sources.items():
+        sources: dict[str, str | os.PathLike] = {}
+        for role in MEMBERS:
+            source = getattr(getattr(self, role), "folder", None)
             if source is None:
                 msg = (
                     f"the {role} member was not loaded from a folder; save it first "
                     "(calotools.training.train does) and load it with calotools.loading.load"
                 )
                 raise ChainError(msg)
+            sources[role] = source
         with atomic.atomic_folder(folder) as partial:
             for role, source in sources.items():
                 shutil.copytree(source, partial / role)

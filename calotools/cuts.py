@@ -84,7 +84,7 @@ class _ElementWiseLogic(ast.NodeTransformer):
         if len(node.ops) == 1:
             return node
         operands = [node.left, *node.comparators]
-        parts = [
+        parts: list[ast.expr] = [
             ast.Compare(left=operands[i], ops=[op], comparators=[operands[i + 1]])
             for i, op in enumerate(node.ops)
         ]
@@ -150,11 +150,7 @@ _FEATURE = re.compile(r"^\s*(?:(?P<func>abs|log10|log)\(\s*(?P<arg>\w+)\s*\)|(?P
 _FEATURE_FUNCTIONS = {"abs": np.abs, "log10": np.log10, "log": np.log}
 
 
-def feature_branch(expression: str) -> str:
-    """The branch a feature reads: ``"log10(cluster_E)"`` → ``"cluster_E"``.
-
-    A feature is a branch name, or ``abs``, ``log`` or ``log10`` of one.
-    """
+def _match_feature(expression: str) -> re.Match[str]:
     match = _FEATURE.match(expression)
     if match is None:
         msg = (
@@ -162,6 +158,15 @@ def feature_branch(expression: str) -> str:
             "log10() of one, e.g. 'log10(cluster_E)'"
         )
         raise CutError(msg)
+    return match
+
+
+def feature_branch(expression: str) -> str:
+    """The branch a feature reads: ``"log10(cluster_E)"`` → ``"cluster_E"``.
+
+    A feature is a branch name, or ``abs``, ``log`` or ``log10`` of one.
+    """
+    match = _match_feature(expression)
     return match["arg"] or match["name"]
 
 
@@ -179,7 +184,7 @@ def evaluate_feature(expression: str, columns: Mapping[str, np.ndarray]) -> np.n
         )
         raise CutError(msg)
     values = np.asarray(columns[branch], dtype=np.float64)
-    func = _FEATURE.match(expression)["func"]
+    func = _match_feature(expression)["func"]
     if func is None:
         return values
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -289,7 +289,9 @@ def scan_file(
     ``variable`` (e.g. ``"log10(cluster_E)"``) is also evaluated, for spectrum matching.
     """
     branches = _scan_branches(cut, variable)
-    entries, values, start = [], [], 0
+    entries: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    start = 0
     try:
         with warnings.catch_warnings():
             # Non-finite values are an error here, reported below with their branch.
@@ -298,7 +300,8 @@ def scan_file(
                 where = f"{path} entries {start}–{start + len(chunk) - 1}"
                 rows, chunk_values = scan_columns(_columns(chunk), cut, variable, where)
                 entries.append(rows + start)
-                values.append(chunk_values)
+                if chunk_values is not None:  # None unless a variable is asked for
+                    values.append(chunk_values)
                 start += len(chunk)
     except ntuple.NtupleError as err:
         context = f"the cut {cut!r}" if cut else "the selection"
@@ -516,10 +519,10 @@ def build_selection(
     """
     config = config or SelectionConfig()
     cut = config.cut
-    sample_list = [
+    sample_list = tuple(
         SampleFile(path, sample, label, scan.n_entries)
         for (path, sample, label), scan in zip(files, scans, strict=True)
-    ]
+    )
     per_sample: dict[str, tuple[int, int, list[str]]] = {}
     for sample_file, scan in zip(sample_list, scans, strict=True):
         read, kept, names = per_sample.get(sample_file.sample, (0, 0, []))
@@ -629,7 +632,9 @@ class Split:
         """Write the split to ``path`` (``.npz``): files, entry numbers per part, provenance."""
         path = Path(path)
         files = next(iter(self.parts.values())).files
-        arrays: dict[str, np.ndarray] = {
+        # Any, not ndarray: numpy's stub would match an ndarray in ``**arrays``
+        # to savez_compressed's ``allow_pickle: bool``.
+        arrays: dict[str, Any] = {
             "files": np.asarray([str(f.path) for f in files]),
             "samples": np.asarray([f.sample for f in files]),
             "labels": np.asarray([f.label for f in files], dtype=np.int64),

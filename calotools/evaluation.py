@@ -19,7 +19,7 @@ folder) and for the results tables of ``benchmarks/models.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,10 +27,10 @@ import pandas as pd
 from calotools import baselines as classical
 from calotools import data, metrics, ntuple
 from calotools.ntuple import Clusters
+from calotools.predictor import Predictor
 
 __all__ = [
     "TRUE_ENERGY",
-    "Predictor",
     "classification_summary",
     "evaluate",
     "predict_selection",
@@ -41,17 +41,6 @@ __all__ = [
 TRUE_ENERGY = "cluster_ENG_CALIB_TOT"
 #: Cutoff p of the LLNL report's default call (§2.3).
 DEFAULT_CUTOFF = 0.5
-
-
-class Predictor(Protocol):
-    """What `evaluate` needs of a model: its task, the branches it reads, `predict`."""
-
-    task: str
-
-    @property
-    def branches(self) -> list[str]: ...
-
-    def predict(self, clusters: Clusters) -> np.ndarray: ...
 
 
 def _available(selection: data.Selection) -> set[str]:

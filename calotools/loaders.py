@@ -156,6 +156,11 @@ class _Epochs:
     _served_last: bool = False
     _started_early: bool = False
 
+    def __init__(self, **pydataset: Any) -> None:
+        # Passed on to keras.utils.PyDataset (workers, use_multiprocessing,
+        # max_queue_size), which follows in the MRO of the classes __getattr__ makes.
+        super().__init__(**pydataset)
+
     def __len__(self) -> int:
         raise NotImplementedError
 
@@ -265,6 +270,10 @@ class _Window:
 class _StreamingBatches(_Epochs):
     """Batches streamed from ROOT files (the logic of `StreamingDataset`)."""
 
+    # Set by _reset_process_state; declared here as _epoch_windows uses them first.
+    _layout_epoch: int | None
+    _layout: tuple[list[np.ndarray], np.ndarray]
+
     def __init__(
         self,
         source: Selection | Mapping[str, ntuple.FileSpec],
@@ -346,8 +355,8 @@ class _StreamingBatches(_Epochs):
                 for start, stop in reader.chunk_bounds(chunk_size):
                     low, high = (int(i) for i in np.searchsorted(entries, [start, stop]))
                     if high > low:
-                        where = slice(positions.start + low, positions.start + high)
-                        chunks.append(_Chunk(number, start, stop, high - low, where))
+                        span = slice(positions.start + low, positions.start + high)
+                        chunks.append(_Chunk(number, start, stop, high - low, span))
             return chunks
         # Without a selection only the number of clusters passing the cut in
         # each chunk is kept (not their entries): memory stays independent of
@@ -393,8 +402,8 @@ class _StreamingBatches(_Epochs):
         self._lock = threading.Lock()
         self._readers: dict[int, ChunkReader] = {}
         self._cache: OrderedDict[tuple[int, int], _Window] = OrderedDict()
-        self._layout_epoch: int | None = None
-        self._layout: tuple[list[np.ndarray], np.ndarray] = ([], np.zeros(1, np.int64))
+        self._layout_epoch = None
+        self._layout = ([], np.zeros(1, np.int64))
         self._loads: dict[int, int] = {}
         self._warned = False
         self._prefetcher: ThreadPoolExecutor | None = None
@@ -443,6 +452,9 @@ class _StreamingBatches(_Epochs):
         reader = self._reader(chunk.file_number)
         where = f"{sample_file.path} entries {chunk.start}–{chunk.stop - 1}"
         if chunk.positions is not None:
+            if self.selection is None:  # _plan gives chunks positions only from a selection
+                msg = f"{where}: a chunk of selected clusters but no selection"
+                raise DataError(msg)
             entries = self.selection.entry[chunk.positions]
             clusters = reader.read(chunk.start, chunk.stop, entries - chunk.start)
             if self.cut:
@@ -537,6 +549,9 @@ class _StreamingBatches(_Epochs):
         self._fill(window, epoch, number)
         if window.error is not None:
             raise window.error
+        if window.data is None:  # _fill sets the data or the error
+            msg = f"window {number} of epoch {epoch} was not read"
+            raise DataError(msg)
         if self.prefetch and number + 1 < len(self._epoch_windows(epoch)[0]):
             self._prefetch(epoch, number + 1)
         return window.data

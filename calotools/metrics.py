@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,7 @@ __all__ = [
     "confusion_matrix",
     "cutoff_scan",
     "rejection_at",
+    "response_summaries",
     "response_summary",
     "roc_curve",
 ]
@@ -59,7 +60,7 @@ DEFAULT_RESPONSE_EDGES: np.ndarray = 10 ** np.arange(-1, 3.1, 0.1)
 #: Cutoffs p of `cutoff_scan` unless told otherwise: 0, 0.01, …, 1.
 DEFAULT_CUTOFFS: np.ndarray = np.linspace(0.0, 1.0, 101)
 
-ArrayLike = Sequence[float] | np.ndarray | pd.Series
+ArrayLike: TypeAlias = Sequence[float] | np.ndarray | pd.Series
 
 # Quantiles of the response summary: the median and the central 68 % interval.
 _Q16, _Q50, _Q84 = 0.16, 0.5, 0.84
@@ -459,6 +460,18 @@ def _quantile_correlation(prob_a: float, prob_b: float) -> float:
     return float(np.sqrt(prob_a * (1.0 - prob_b) / (prob_b * (1.0 - prob_a))))
 
 
+def _energies(e_true: ArrayLike, e_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """True and predicted energies as float64, checked: 1-D, equally long, E_true > 0."""
+    true = _as_1d("e_true", e_true).astype(np.float64)
+    pred = _as_1d("e_pred", e_pred).astype(np.float64)
+    _same_length("e_pred", pred, "e_true", len(true))
+    not_positive = int(np.count_nonzero(true <= 0.0))
+    if not_positive:
+        msg = f"e_true must be positive (GeV); {not_positive} value(s) are not"
+        raise InvalidValueError(msg)
+    return true, pred
+
+
 def binned_response(
     e_true: ArrayLike,
     e_pred: ArrayLike,
@@ -506,13 +519,7 @@ def binned_response(
     >>> table[["count", "median", "q16", "q84", "too_few"]].round(3).to_numpy().tolist()
     [[5, 1.0, 0.864, 1.244, True], [0, nan, nan, nan, True]]
     """
-    true = _as_1d("e_true", e_true).astype(np.float64)
-    pred = _as_1d("e_pred", e_pred).astype(np.float64)
-    _same_length("e_pred", pred, "e_true", len(true))
-    not_positive = int(np.count_nonzero(true <= 0.0))
-    if not_positive:
-        msg = f"e_true must be positive (GeV); {not_positive} value(s) are not"
-        raise InvalidValueError(msg)
+    true, pred = _energies(e_true, e_pred)
     edges = DEFAULT_RESPONSE_EDGES if edges is None else np.asarray(edges, dtype=np.float64)
     if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
         msg = "edges must be at least two strictly increasing bin edges (GeV)"
@@ -579,13 +586,7 @@ def response_summary(e_true: ArrayLike, e_pred: ArrayLike) -> dict[str, float]:
     >>> summary["count"], summary["median"], round(summary["resolution"], 3)
     (5, 1.0, 0.19)
     """
-    true = _as_1d("e_true", e_true).astype(np.float64)
-    pred = _as_1d("e_pred", e_pred).astype(np.float64)
-    _same_length("e_pred", pred, "e_true", len(true))
-    not_positive = int(np.count_nonzero(true <= 0.0))
-    if not_positive:
-        msg = f"e_true must be positive (GeV); {not_positive} value(s) are not"
-        raise InvalidValueError(msg)
+    true, pred = _energies(e_true, e_pred)
     if len(true) == 0:
         return {"count": 0, "median": math.nan, "resolution": math.nan}
     q16, median, q84 = np.quantile(pred / true, [_Q16, _Q50, _Q84])
@@ -594,3 +595,36 @@ def response_summary(e_true: ArrayLike, e_pred: ArrayLike) -> dict[str, float]:
         "median": float(median),
         "resolution": float((q84 - q16) / (2.0 * median)),
     }
+
+
+def response_summaries(
+    e_true: ArrayLike,
+    predictions: dict[str, ArrayLike],
+    *,
+    min_true: float | None = None,
+) -> pd.DataFrame:
+    """`response_summary` of several energy estimates of the same clusters, one row each.
+
+    Parameters
+    ----------
+    e_true
+        True energies (GeV).
+    predictions
+        Method name → its energies (GeV) for the same clusters.
+    min_true
+        Summarise only clusters with E_true above this (GeV), e.g. 1.
+
+    Examples
+    --------
+    >>> response_summaries([2.0, 4.0, 0.5], {"twice": [4.0, 8.0, 1.0]}, min_true=1.0)
+           count  median  resolution
+    twice      2     2.0         0.0
+    """
+    true = _as_1d("e_true", e_true).astype(np.float64)
+    keep = np.ones(len(true), bool) if min_true is None else true > min_true
+    rows = {}
+    for name, values in predictions.items():
+        pred = _as_1d(name, values).astype(np.float64)
+        _same_length(name, pred, "e_true", len(true))
+        rows[name] = response_summary(true[keep], pred[keep])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["count", "median", "resolution"])

@@ -68,7 +68,7 @@ import numpy as np
 from calotools import _deprecated, artifacts, atomic, backend, geometry
 from calotools.errors import ModelError
 from calotools.ntuple import Clusters
-from calotools.preprocessing import FLAT_INPUT, SCALARS_INPUT, Preprocessing
+from calotools.preprocessing import FLAT_INPUT, SCALARS_INPUT, Preprocessing, Scale
 
 if TYPE_CHECKING:
     import keras
@@ -93,8 +93,8 @@ TASKS: tuple[str, ...] = ("classify", "regress")
 #: cluster, which the calibration depends on (LCW tables are binned in both).
 REGRESSION_SCALARS: tuple[str, ...] = ("log10(cluster_E)", "abs(cluster_Eta)")
 #: Pixel scales (`Preprocessing.scale`); see the module docstring for why.
-CLASSIFIER_SCALE = "log"
-REGRESSION_SCALE = "unit_sum"
+CLASSIFIER_SCALE: Scale = "log"
+REGRESSION_SCALE: Scale = "unit_sum"
 #: The cluster energy the ATLAS ML forum networks see next to the pixels.
 ENERGY: tuple[str, ...] = ("log10(cluster_E)",)
 ALL_LAYERS: tuple[str, ...] = geometry.IMAGE_LAYER_NAMES
@@ -232,6 +232,9 @@ def build(
             f"model {name!r} has no size keyword(s) {unknown}; "
             f"it has: {', '.join(model_spec.sizes)}"
         )
+        raise ModelError(msg)
+    if model_spec.builder is None:
+        msg = f"model {name!r} has no builder for its Keras network"
         raise ModelError(msg)
     return model_spec.builder(
         prep.input_shapes,

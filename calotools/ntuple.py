@@ -3,13 +3,20 @@
 One entry per cluster: scalar branches (``cluster_E``, moments, truth) and six
 float32 layer images stored [η][φ] (``docs/ntuple-format.md``). Files written by
 calotools and real MLTree ntuples read the same way; legacy "v7" branch names
-(``clusterE``, ``clusterEta``, …) are accepted as aliases.
+(``clusterE``, ``clusterEta``, …) are accepted as aliases. A ``ClusterTree``
+stored as a ROOT RNTuple reads like the TTree calotools writes.
 
 Examples
 --------
->>> clusters = read_clusters("data/pi0.root", cut="cluster_E > 0.5")  # doctest: +SKIP
->>> clusters.scalars["cluster_E"].median(), clusters.images["EMB2"].shape  # doctest: +SKIP
-(4.2, (81234, 16, 16))
+>>> import tempfile
+>>> from pathlib import Path
+>>> from calotools.testing import random_clusters
+>>> path = write_clusters(Path(tempfile.mkdtemp()) / "pi0.root", random_clusters(500, seed=1))
+>>> clusters = read_clusters(path, branches=["cluster_E", "EMB2"], cut="cluster_E > 10")
+>>> len(clusters), clusters.images["EMB2"].shape[1:]
+(69, (16, 16))
+>>> [len(chunk) for chunk in iterate_clusters(path, branches=["EMB1"], step_size=200)]
+[200, 200, 100]
 """
 
 from __future__ import annotations
@@ -209,11 +216,11 @@ def resolve_files(files: FileSpec) -> list[Path]:
                 raise MissingFileError(msg)
             paths.extend(Path(m) for m in matches)
         elif Path(text).is_dir():
-            matches = sorted(Path(text).glob("*.root"))
-            if not matches:
+            in_folder = sorted(Path(text).glob("*.root"))
+            if not in_folder:
                 msg = f"the folder {text} has no *.root files"
                 raise MissingFileError(msg)
-            paths.extend(matches)
+            paths.extend(in_folder)
         elif not Path(text).exists():
             msg = f"{text}: no such file"
             raise MissingFileError(msg)
@@ -643,9 +650,15 @@ class ClusterWriter:
 
     Examples
     --------
-    >>> with ClusterWriter("out.root") as writer:  # doctest: +SKIP
-    ...     for chunk in chunks:
-    ...         writer.write(chunk)
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from calotools.testing import random_clusters
+    >>> clusters = random_clusters(300, seed=2)
+    >>> with ClusterWriter(Path(tempfile.mkdtemp()) / "out.root", basket_size=100) as writer:
+    ...     for start in range(0, 300, 70):
+    ...         writer.write(clusters[start : start + 70])
+    >>> writer.n_written
+    300
     """
 
     def __init__(
@@ -668,7 +681,8 @@ class ClusterWriter:
         self.n_written = 0
         self._output = atomic.PendingFile(self.path)
         self._file = uproot.recreate(self._output.tmp, compression=_COMPRESSION[compression]())
-        self._tree = None
+        # An uproot WritableTree (uproot has no types), made by the first write().
+        self._tree: Any | None = None
         self._types: dict[str, np.dtype] = {}
         self._pending: list[dict[str, np.ndarray]] = []
         self._n_pending = 0
@@ -705,6 +719,9 @@ class ClusterWriter:
     def _flush(self, *, final: bool) -> None:
         if not self._pending:
             return
+        if self._tree is None:  # write() makes the tree before it queues a chunk
+            msg = f"{self.path}: clusters are pending but no tree was made"
+            raise NtupleError(msg)
         joined = {
             name: np.concatenate([chunk[name] for chunk in self._pending])
             for name in self._pending[0]

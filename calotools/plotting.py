@@ -24,7 +24,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -185,6 +185,13 @@ def axes_grid(
     return flat[:needed].reshape(shape)
 
 
+def _image_shape(lay: geometry.Layer) -> tuple[int, int]:
+    if lay.image_shape is None:
+        msg = f"layer {lay.name} has no image in the MLTree format"
+        raise InvalidValueError(msg)
+    return lay.image_shape
+
+
 def as_layer_images(images: LayerImages | Any, what: str = "images") -> LayerImages:
     """Layer name → (N, n_η, n_φ) images, from a mapping or a `calotools.ntuple.Clusters`.
 
@@ -199,10 +206,11 @@ def as_layer_images(images: LayerImages | Any, what: str = "images") -> LayerIma
         raise InvalidValueError(msg)
     for lay in geometry.IMAGE_LAYERS:
         shape = np.shape(layer_images[lay.name])[1:]
-        if shape != lay.image_shape:
+        expected = _image_shape(lay)
+        if shape != expected:
             msg = (
                 f"{what}[{lay.name!r}] has images of shape {list(shape)}; "
-                f"expected (clusters, {lay.image_shape[0]}, {lay.image_shape[1]}) [η][φ]"
+                f"expected (clusters, {expected[0]}, {expected[1]}) [η][φ]"
             )
             raise InvalidValueError(msg)
     return layer_images
@@ -543,7 +551,8 @@ def confusion_matrix(table: pd.DataFrame, *, ax: Axes | None = None, cmap: str =
     for (row, column), value in np.ndenumerate(values):
         text = "–" if np.isnan(value) else (f"{value:.0f}" if counts else f"{value:.3f}")
         # Dark text on light cells, light text on dark ones.
-        shade = image.norm(value) if np.isfinite(value) else 0.0
+        # A norm of a scalar is a scalar; its stub says any array-like.
+        shade = cast(float, image.norm(value)) if np.isfinite(value) else 0.0
         ax.text(
             column,
             row,
@@ -691,7 +700,7 @@ def response_2d(
     # binned_response validates the inputs (lengths, NaN, E_true > 0) for both.
     table = metrics.binned_response(e_true, e_pred, edges, min_count=1)
     true = np.asarray(e_true, dtype=np.float64)
-    histogram = hist.Hist(
+    histogram: hist.Hist[hist.storage.Double] = hist.Hist(
         hist.axis.Variable(edges, name="e_true", label=xlabel),
         hist.axis.Regular(response_bins, *response_range, name="response", label=RESPONSE_LABEL),
     )
@@ -753,6 +762,7 @@ def distributions(
     finite = {
         label: v[np.isfinite(v) & ((v > 0) if log_x else True)] for label, v in arrays.items()
     }
+    axis: hist.axis.Regular | hist.axis.Variable
     if isinstance(bins, int):
         pooled = np.concatenate(list(finite.values()))
         if pooled.size == 0:
@@ -981,9 +991,10 @@ def filter_differences(
     """
     differences = np.asarray(differences, dtype=float)
     lay = geometry.layer(layer)
-    if differences.ndim != 3 or differences.shape[1:] != lay.image_shape:
+    expected = _image_shape(lay)
+    if differences.ndim != 3 or differences.shape[1:] != expected:
         msg = (
-            f"differences must be shaped (filters, {lay.image_shape[0]}, {lay.image_shape[1]}) "
+            f"differences must be shaped (filters, {expected[0]}, {expected[1]}) "
             f"for {layer}; got {differences.shape}"
         )
         raise InvalidValueError(msg)

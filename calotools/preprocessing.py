@@ -433,7 +433,8 @@ class Preprocessing:
         raw = self._raw_target(columns)
         _check_finite(raw, f"the {self.target} target", where, entries)
         if self.target == "log_energy":
-            raw = (raw - self.target_mean) / self.target_std
+            mean, std = self._target_moments()
+            raw = (raw - mean) / std
         return raw.astype(np.float32)
 
     def _raw_target(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -458,8 +459,8 @@ class Preprocessing:
             msg = "target='label' is a class, not an energy; there is nothing to invert"
             raise PreprocessingError(msg)
         if self.target == "log_energy":
-            self.check_fitted()
-            return np.exp(values * self.target_std + self.target_mean)
+            mean, std = self._target_moments()
+            return np.exp(values * std + mean)
         if cluster_E is None:
             msg = "target='energy_ratio' needs cluster_E to turn ratios into energies"
             raise PreprocessingError(msg)
@@ -477,6 +478,14 @@ class Preprocessing:
                 "training split only (it standardises the scalar features and the log-energy target)"
             )
             raise PreprocessingError(msg)
+
+    def _target_moments(self) -> tuple[float, float]:
+        """Mean and standard deviation of the log-energy target, set by `fit`."""
+        self.check_fitted()
+        if self.target_mean is None or self.target_std is None:
+            msg = "the log-energy target needs both target_mean and target_std"
+            raise PreprocessingError(msg)
+        return self.target_mean, self.target_std
 
     @staticmethod
     def _columns(clusters: Clusters, branches: Sequence[str], where: str = "") -> dict[str, Any]:

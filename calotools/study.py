@@ -37,6 +37,7 @@ import pandas as pd
 from calotools import atomic, extras
 from calotools.data import Selection
 from calotools.errors import DataError, MissingFileError
+from calotools.models import Task
 from calotools.predictor import TrainedModel
 from calotools.sim import samples
 from calotools.training import DEFAULT_CUT, train
@@ -44,14 +45,17 @@ from calotools.training import DEFAULT_CUT, train
 __all__ = [
     "DEFAULT_SELECTION",
     "FULL_MODE_LIMITS",
+    "QUICK_CLASSIFIERS",
     "TRAINING",
     "StudyContext",
     "StudyResult",
     "common_test_split",
     "dataset",
+    "default_classifiers",
     "model_folder",
     "notebooks",
     "predictions_on_test",
+    "regression_table",
     "run_study",
     "setup",
     "trained",
@@ -78,6 +82,13 @@ FULL_MODE_LIMITS: dict[str, dict[str, Any]] = {
 #: minimum true energy (``docs/conventions.md``) with a positive EM-scale
 #: energy, because the networks see log10(cluster_E).
 DEFAULT_SELECTION: str = DEFAULT_CUT
+
+
+#: The classifiers notebook 02 compares in quick mode (full mode: every registered one).
+QUICK_CLASSIFIERS: tuple[str, ...] = ("dense3_emb2", "cnn_emb2", "dense3_all", "densenet", "bdt")
+#: Column names of `regression_table` for the true energy and the classical energies.
+TRUE_ENERGY = "cluster_ENG_CALIB_TOT"
+_CLASSICAL = {"EM scale": "cluster_E", "LCW": "cluster_E_LCCalib"}
 
 
 def _quick(quick: bool | None) -> bool:
@@ -108,7 +119,7 @@ def model_folder(
 
 def trained(
     name: str,
-    task: str,
+    task: Task,
     data: str | os.PathLike,
     *,
     sample: str | None = None,
@@ -199,6 +210,43 @@ def predictions_on_test(
     return table.assign(prediction=predictions)
 
 
+def regression_table(models: dict[str, TrainedModel]) -> pd.DataFrame:
+    """The regressions' energies next to the true, EM-scale and LCW ones, on common test clusters.
+
+    Parameters
+    ----------
+    models
+        Name → trained regression of one sample (e.g. the DenseNet and the BDT of π±).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cluster of `common_test_split`: ``label``,
+        ``cluster_ENG_CALIB_TOT``, ``EM scale`` and ``LCW`` (GeV, where the
+        files have them), and one column per model with its energy in GeV.
+    """
+    if not models:
+        msg = "models is empty; give at least one trained regression"
+        raise DataError(msg)
+    test = common_test_split(models.values())
+    table: pd.DataFrame | None = None
+    for name, model in models.items():
+        extra = [TRUE_ENERGY, *_CLASSICAL.values()] if table is None else []
+        predictions = predictions_on_test(model, extra_branches=extra, selection=test)
+        if table is None:
+            renamed = {branch: label for label, branch in _CLASSICAL.items()}
+            table = predictions.drop(columns="prediction").rename(columns=renamed)
+        table[name] = predictions["prediction"].to_numpy()
+    return table
+
+
+def default_classifiers(quick: bool | None = None) -> list[str]:
+    """The classifiers the study compares: `QUICK_CLASSIFIERS` in quick mode, else all."""
+    from calotools import models
+
+    return list(QUICK_CLASSIFIERS) if _quick(quick) else list(models.available())
+
+
 # ---------------------------------------------------------------------------- notebooks
 
 
@@ -240,7 +288,7 @@ class StudyContext:
     models: Path = Path("models")
 
     def trained(
-        self, name: str, task: str, sample: str | None = None, **settings: Any
+        self, name: str, task: Task, sample: str | None = None, **settings: Any
     ) -> TrainedModel:
         """`trained` on this context's data set, selection, model folder and mode."""
         return trained(

@@ -342,8 +342,10 @@ def _run_state_callback(
     ReduceLROnPlateau reset their counters at the start of every ``fit``.)
     """
     keras = backend.keras()
+    # Any: backend.keras() is a plain ModuleType to mypy, so Callback is no valid base for it.
+    callback: Any = keras.callbacks.Callback
 
-    class RunState(keras.callbacks.Callback):
+    class RunState(callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             optimizer = self.model.optimizer
             if config.schedule == "cosine":
@@ -418,7 +420,11 @@ def _datasets(
     validation = (
         None if validation is None or len(validation) == 0 else _weighted(validation, weights)
     )
-    options = {"batch_size": config.batch_size, "seed": config.seed, "workers": config.workers}
+    options: dict[str, Any] = {
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "workers": config.workers,
+    }
     if config.streaming:
         train_data = loaders.StreamingDataset(train_part, prep, **options)
         val_data = validation and loaders.StreamingDataset(
@@ -592,6 +598,7 @@ def train(
         artifacts.write_json(partial / _FILES["training"], config.to_dict())
     _say(config, ", ".join(f"{name} {len(part)} clusters" for name, part in parts.parts.items()))
 
+    trained: BDTModel | models.KerasModel
     if config.spec.kind == "bdt":
         trained = _train_bdt(partial, config, parts)
         trained.save(partial, sample=config.sample, **_manifest_files(config))
@@ -643,7 +650,13 @@ def _resume_state(
     overwrite: bool,
 ) -> dict[str, Any] | None:
     """The run state to continue from (epoch 0 for a new run), or None if nothing is left to do."""
-    new = {"epoch": 0, "history": [], "best": None, "wait": 0, "stopped_early": False}
+    new: dict[str, Any] = {
+        "epoch": 0,
+        "history": [],
+        "best": None,
+        "wait": 0,
+        "stopped_early": False,
+    }
     if overwrite:
         return new
     if partial.is_dir():

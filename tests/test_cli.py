@@ -49,3 +49,40 @@ def test_simulate_rejects_a_bad_worker_count(capsys, workers, message):
         cli.main(["simulate", "--sample", "pi0", "--out", "never.root", "--workers", workers])
     assert stopped.value.code == 2
     assert f"--workers: {message}" in capsys.readouterr().err
+
+
+def test_a_bad_configuration_value_is_one_line(tmp_path, capsys):
+    """A value calotools refuses (a negative energy) is a user's mistake: one line, status 2."""
+    out = tmp_path / "x.root"
+    assert cli.main(["simulate", "--sample", "pi0", "--out", str(out), "--e-min", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("calotools simulate: error: SimulationConfig.e_min must be")
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_bug_keeps_its_traceback(cluster_file, monkeypatch):
+    """Anything that is not a CalotoolsError is a bug: the CLI does not hide it."""
+    from calotools import ntuple
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug deep inside")
+
+    monkeypatch.setattr(ntuple, "read_clusters", broken)
+    with pytest.raises(ZeroDivisionError, match="a bug deep inside"):
+        cli.main(["info", str(cluster_file)])
+
+
+def test_every_calotools_error_is_a_calotools_error():
+    from calotools import errors
+
+    classes = [getattr(errors, name) for name in errors.__all__]
+    for cls in classes:
+        if issubclass(cls, Warning):
+            assert issubclass(cls, errors.CalotoolsWarning)
+        else:
+            assert issubclass(cls, errors.CalotoolsError), cls
+    # Each also refines a built-in error, so that `except ValueError` keeps working.
+    assert issubclass(errors.NtupleError, ValueError)
+    assert issubclass(errors.MissingFileError, FileNotFoundError)
+    assert issubclass(errors.MissingExtraError, ImportError)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sample_factory import make_clusters, write_samples
 
-from calotools import data, ntuple
+from calotools import data, errors, ntuple
 from calotools.cuts import evaluate_cut
 
 
@@ -134,7 +134,7 @@ def test_saved_split_loads_back_with_the_same_clusters(selection, tmp_path):
         assert back[name].files == parts[name].files
         assert back[name].cut == data.DEFAULT_CUT
     assert back.info["seed"] == 3
-    assert not list(tmp_path.glob(".*tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["split.npz"]  # no temporary left
 
 
 def test_saved_split_follows_the_data_to_another_folder(selection, samples, tmp_path):
@@ -242,3 +242,56 @@ def test_the_data_pipeline_imports_without_tensorflow_or_dask():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- the configuration
+
+
+def test_the_selection_config_is_saved_with_the_selection_and_its_split(samples, tmp_path):
+    config = data.SelectionConfig(
+        cut="cluster_E > 2", balance=True, match="log10(cluster_E)", match_bins=8, seed=7
+    )
+    selection = data.select(samples, config)
+    assert selection.config == config
+    assert selection.cut == "cluster_E > 2"
+    back = data.Split.load(data.split(selection, seed=1).save(tmp_path / "split.npz"))
+    assert back["test"].config == config
+    assert back.info["selection"]["selection"] == config.to_dict()
+
+
+def test_selection_config_round_trips_through_json_ready_fields():
+    config = data.SelectionConfig(match="log10(cluster_E)", match_bins=(-1.0, 0.0, 1.0, 2.0))
+    assert data.SelectionConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["match_bins"] == [-1.0, 0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"cut": "cluster_E >"}, "cannot parse the cut"),
+        ({"match": "sqrt(cluster_E)"}, "cannot read the feature 'sqrt"),
+        ({"match_method": "interpolate"}, "match_method must be 'resample' or 'reweight'"),
+        ({"match_bins": 0}, "match_bins must be at least 1"),
+        ({"match_bins": (1.0, 1.0)}, "increasing edges"),
+        ({"seed": -1}, "seed must be a whole number >= 0"),
+    ],
+)
+def test_a_bad_selection_config_is_refused_when_made(fields, message):
+    with pytest.raises(errors.CalotoolsError, match=message):
+        data.SelectionConfig(**fields)
+
+
+def test_unknown_selection_config_fields_are_named():
+    with pytest.raises(data.DataError, match=r"unknown SelectionConfig fields \['cuts'\]"):
+        data.SelectionConfig.from_dict({"cuts": "cluster_E > 1"})
+
+
+def test_a_split_saved_by_calotools_0_1_still_knows_its_cut(selection):
+    """0.1 kept the cut, seed and balancing at the top of a selection's info."""
+    old = data.Selection(
+        selection.files,
+        selection.file_index,
+        selection.entry,
+        info={"cut": "cluster_E > 3", "seed": 2, "balance": True, "match": None},
+    )
+    assert old.config == data.SelectionConfig(cut="cluster_E > 3", balance=True, seed=2)

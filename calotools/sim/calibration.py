@@ -59,7 +59,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -145,7 +145,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "cluster_E_LCCalib",
 )
 
-CellTable = pd.DataFrame | Mapping[str, Any]
+CellTable: TypeAlias = pd.DataFrame | Mapping[str, Any]
 
 _FORMAT = "calotools.LCWCalibration"
 _FORMAT_VERSION = 1
@@ -248,7 +248,7 @@ class LCWConfig:
         if unknown:
             msg = f"unknown LCWConfig fields {unknown}; known: {sorted(fields)}"
             raise InvalidValueError(msg)
-        values = {
+        values: dict[str, Any] = {
             name: Binning(**value) if isinstance(fields[name].default, Binning) else value
             for name, value in data.items()
         }
@@ -401,6 +401,22 @@ class _Sample:
     @property
     def n_clusters(self) -> int:
         return len(self.energy)
+
+    @property
+    def fit_event_fraction(self) -> np.ndarray:
+        """`event_fraction`, which the fits need: the sample must be read with ``fit``."""
+        if self.event_fraction is None:
+            msg = "this sample was read without its truth columns (fit=False)"
+            raise CalibrationInputError(msg)
+        return self.event_fraction
+
+    @property
+    def fit_cell_calib(self) -> np.ndarray:
+        """`cell_calib`, which the cell-weight fit needs: read with ``cell_truth``."""
+        if self.cell_calib is None:
+            msg = "this sample was read without the cells' calib column (cell_truth=False)"
+            raise CalibrationInputError(msg)
+        return self.cell_calib
 
     @property
     def classifiable(self) -> np.ndarray:
@@ -610,7 +626,7 @@ class LCWCalibration:
             if sample.n_clusters == 0:
                 msg = f"cannot fit the LCW calibration: the {name} training sample has no clusters"
                 raise CalibrationInputError(msg)
-            if not (sample.event_fraction > 0).any():
+            if not (sample.fit_event_fraction > 0).any():
                 msg = (
                     f"cannot fit the LCW calibration: no cluster of the {name} training sample "
                     "has cluster_ENG_CALIB_TOT > 0"
@@ -768,7 +784,9 @@ class LCWCalibration:
         when complete, so a reader never sees half a file.
         """
         path = Path(path)
-        arrays = self._arrays()
+        # Any, not ndarray: numpy's stub would match an ndarray in ``**arrays``
+        # to savez_compressed's ``allow_pickle: bool``.
+        arrays: dict[str, Any] = self._arrays()
         metadata = {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
@@ -881,11 +899,12 @@ def _fit_classification(
     """p_EM = h_π0 / (h_π0 + prior·h_π±) from normalised, E_calib-weighted histograms."""
     shape = _table_shape(edges)
     size = int(np.prod(shape))
-    histograms, entries = [], np.zeros(size)
+    histograms: list[np.ndarray] = []
+    entries: np.ndarray = np.zeros(size)
     for name, sample in (("π0", pi0), ("π±", pipm)):
-        use = sample.classifiable & (sample.event_fraction > 0)
+        use = sample.classifiable & (sample.fit_event_fraction > 0)
         bins = _flat_bins([v[use] for v in _class_variables(sample)], edges)
-        histogram = np.bincount(bins, weights=sample.event_fraction[use], minlength=size)
+        histogram = np.bincount(bins, weights=sample.fit_event_fraction[use], minlength=size)
         if histogram.sum() <= 0:
             msg = (
                 f"cannot fit the classification: no {name} cluster has E > 0, "
@@ -929,25 +948,25 @@ def _fit_cell_weights(
     cluster = pipm.cell_cluster
     use = (
         (pipm.energy[cluster] > 0)
-        & (pipm.event_fraction[cluster] > 0)
-        & (pipm.cell_calib > 0)
+        & (pipm.fit_event_fraction[cluster] > 0)
+        & (pipm.fit_cell_calib > 0)
         & (pipm.cell_volume > 0)
     )
     if not use.any():
         msg = "cannot fit the hadronic cell weights: no π± cell has calib > 0"
         raise CalibrationInputError(msg)
     cluster = cluster[use]
-    true_density = pipm.cell_calib[use] / pipm.cell_volume[use]
+    true_density = pipm.fit_cell_calib[use] / pipm.cell_volume[use]
     table_bins = _flat_bins(
         (pipm.abs_eta[cluster], _log10(pipm.energy[cluster]), _log10(true_density)), edges
     )
     shape = (len(_SAMPLINGS), *_table_shape(edges))
     n_table = int(np.prod(shape[1:]))
     flat = pipm.cell_layer[use] * n_table + table_bins
-    fill = pipm.event_fraction[cluster] * pipm.cell_weight[use]
+    fill = pipm.fit_event_fraction[cluster] * pipm.cell_weight[use]
     size = int(np.prod(shape))
     e_em = np.bincount(flat, weights=fill * pipm.cell_energy[use], minlength=size)
-    e_calib = np.bincount(flat, weights=fill * pipm.cell_calib[use], minlength=size)
+    e_calib = np.bincount(flat, weights=fill * pipm.fit_cell_calib[use], minlength=size)
     noise = np.sqrt(np.bincount(flat, weights=(fill * pipm.cell_sigma[use]) ** 2, minlength=size))
     entries = np.bincount(flat, minlength=size)
     # A bin whose summed EM energy is not measured above its own noise gives a
@@ -979,7 +998,7 @@ def _fit_out_of_cluster(
         (sample.energy > 0)
         & (sample.center_lambda > 0)
         & (sample.isolation > config.ooc_min_isolation)
-        & (sample.event_fraction > 0)
+        & (sample.fit_event_fraction > 0)
         & (out >= 0)  # −1: moment not available (MLTree convention)
     )
     shape = _table_shape(edges)
@@ -987,7 +1006,7 @@ def _fit_out_of_cluster(
     bins = _flat_bins(
         (sample.abs_eta[use], _log10(sample.energy[use]), _log10(sample.center_lambda[use])), edges
     )
-    fill = sample.event_fraction[use]
+    fill = sample.fit_event_fraction[use]
     scale = sample.energy[use] * sample.isolation[use]
     numerator = np.bincount(bins, weights=fill * out[use], minlength=size).reshape(shape)
     denominator = np.bincount(bins, weights=fill * scale, minlength=size).reshape(shape)
@@ -1011,9 +1030,9 @@ def _fit_dead_material(sample: _Sample, edges: np.ndarray, config: LCWConfig) ->
     or of the fit over all energies if none has. Returns (n_bins, 2).
     """
     dead = sample.truth["cluster_ENG_CALIB_DEAD_TOT"]
-    use = (sample.energy > 0) & (sample.event_fraction > 0) & (dead >= 0) & np.isfinite(dead)
+    use = (sample.energy > 0) & (sample.fit_event_fraction > 0) & (dead >= 0) & np.isfinite(dead)
     ps, geometric_mean = (x[use] for x in sample.dm_inputs())
-    target, fill = dead[use], sample.event_fraction[use]
+    target, fill = dead[use], sample.fit_event_fraction[use]
     n_bins = len(edges) - 1
     bins = _bin_index(_log10(sample.energy[use]), edges)
     products = (

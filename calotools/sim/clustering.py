@@ -610,6 +610,8 @@ def _overlaps(
 
     With ``e_a`` given, only ``b`` cells with higher energy (ties: lower index) count.
     """
+    # Declared: np.divmod gives Any, which searchsorted's stub takes for a scalar.
+    event_a: np.ndarray
     event_a, local_a = np.divmod(cells[a], tpl.n_cells)
     event_b, local_b = np.divmod(cells[b], tpl.n_cells)
     by_event = np.argsort(event_b, kind="stable")
@@ -762,7 +764,8 @@ def _shared_weights(
     cluster_e = np.bincount(lab, node_e[own], minlength=n_split)
     abs_e = np.abs(node_e[own])
     norm = np.bincount(lab, abs_e, minlength=n_split)
-    centroid = np.stack(
+    # Declared: bincount with weights gives floats; its stub says integers.
+    centroid: np.ndarray = np.stack(
         [np.bincount(lab, abs_e * xyz[own, k], minlength=n_split) for k in range(3)], 1
     )
     centroid /= np.where(norm > 0, norm, 1.0)[:, None]

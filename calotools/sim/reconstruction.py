@@ -17,13 +17,15 @@ from calotools import geometry
 from calotools.ntuple import Clusters
 from calotools.sim.cells import CellBatch
 from calotools.sim.clustering import ClusteringConfig, topo_cluster
+from calotools.sim.config import PARTICLE_MASS_GEV, PARTICLES
 from calotools.sim.images import cluster_images
 from calotools.sim.moments import cell_truth, cell_volumes, cluster_moments
 
 __all__ = ["Reconstructed", "reconstruct"]
 
 _SAMPLING = np.array([lay.sampling for lay in geometry.LAYERS])
-_MASS_GEV = {111: 0.1349768, 211: 0.13957039, -211: 0.13957039, 22: 0.0}  # PDG 2024
+# PDG id → rest mass (GeV), for the generated particle's momentum.
+_MASS_GEV = {PARTICLES[name]: PARTICLE_MASS_GEV[name] for name in PARTICLES}
 
 
 @dataclass

@@ -144,20 +144,29 @@ def _start_worker(job: _Job) -> None:
     _calibration = LCWCalibration.load(job.lcw) if job.lcw else None
 
 
+def _worker_job() -> _Job:
+    """The job `_start_worker` gave this process."""
+    if _job is None:
+        msg = "_start_worker has not run in this process"
+        raise RuntimeError(msg)
+    return _job
+
+
 def _run(task: tuple[int, int, int]) -> tuple[Clusters, pd.DataFrame | None, int]:
     """Simulate, reconstruct and calibrate one batch (in a worker or in-process)."""
+    job = _worker_job()
     index, start, stop = task
-    result = reconstruct(simulate_batch(_job.configs[index], start, stop), _job.clustering)
+    result = reconstruct(simulate_batch(job.configs[index], start, stop), job.clustering)
     clusters = result.clusters
     # Event numbers unique across the particles of a mixed sample.
     clusters.scalars["eventNumber"] = (
-        clusters.scalars["eventNumber"].to_numpy() * len(_job.configs) + index
+        clusters.scalars["eventNumber"].to_numpy() * len(job.configs) + index
     )
     if _calibration is not None:
         calibrated = _calibration.apply(clusters.scalars, result.cells)
         for column in calibrated.columns:
             clusters.scalars[column] = calibrated[column].to_numpy()
-    return clusters, result.cells if _job.keep_cells else None, stop - start
+    return clusters, result.cells if job.keep_cells else None, stop - start
 
 
 def default_workers() -> int:
@@ -344,6 +353,9 @@ def _calibration_inputs(
     cluster_parts, cell_parts, offset = [], [], 0
     job = _Job(tuple(sample_configs(sample, n_events, seed=seed)), clustering, None, True)
     for clusters, cells in _reconstructed(job, progress, f"LCW {sample}", workers):
+        if cells is None:  # the job keeps the cells
+            msg = f"LCW {sample}: a batch came back without its cells"
+            raise RuntimeError(msg)
         cell_parts.append(cells.assign(cluster=cells["cluster"].to_numpy() + offset))
         cluster_parts.append(clusters.scalars)
         offset += len(clusters)

@@ -353,7 +353,9 @@ def build_stack(config: SimulationConfig) -> Stack:
         # Rossi's definition of the critical energy: MIP loss per X0 ≈ Ec [D].
         mip = lay.medium.critical_energy_mev * 1e-3
         segments.append((lay.name, lay.depth_x0, lay.depth_lambda, mip, *_radii(lay)))
-    x0, lam, mip_loss, r_in, r_out = [0.0], [0.0], [0.0], [], []
+    x0, lam, mip_loss = [0.0], [0.0], [0.0]
+    r_in: list[float] = []
+    r_out: list[float] = []
     layer_slices: dict[str, np.ndarray] = {}
     for name, seg_x0, seg_lambda, seg_mip, seg_r_in, seg_r_out in segments:
         n_sub = _SUBSLICES.get(name, 1)
@@ -365,8 +367,16 @@ def build_stack(config: SimulationConfig) -> Stack:
             r_in.append(seg_r_in + (seg_r_out - seg_r_in) * k / n_sub)
             r_out.append(seg_r_in + (seg_r_out - seg_r_in) * (k + 1) / n_sub)
     front_slice, cryostat_slice = (int(layer_slices.pop(n)[0]) for n in ("front", "cryostat"))
-    arrays = (np.array(a) for a in (x0, lam, mip_loss, r_in, r_out))
-    return Stack(*arrays, layer_slices, front_slice, cryostat_slice)
+    return Stack(
+        x0_bounds=np.array(x0),
+        lambda_bounds=np.array(lam),
+        mip_bounds=np.array(mip_loss),
+        r_inner=np.array(r_in),
+        r_outer=np.array(r_out),
+        layer_slices=layer_slices,
+        front=front_slice,
+        cryostat=cryostat_slice,
+    )
 
 
 def _radii(lay: geometry.Layer) -> tuple[float, float]:
@@ -606,9 +616,9 @@ def nonem_profiles(
 def _profiles(deposit: Deposit, scale: np.ndarray, weight: np.ndarray) -> Profiles:
     """Flatten (N, s, slices, ...) profile parameters to (N, m)."""
     n = scale.shape[0]
-    extra = (None,) * (scale.ndim - 2)
-    centre = [
-        np.broadcast_to(c[(..., *extra)], scale.shape).reshape(n, -1)
-        for c in (deposit.eta, deposit.phi)
-    ]
-    return Profiles(*centre, scale.reshape(n, -1), weight.reshape(n, -1))
+    # c[..., None, None, …]: one new axis per dimension of scale beyond (N, s)
+    index = (..., *(None,) * (scale.ndim - 2))
+    eta, phi = (
+        np.broadcast_to(c[index], scale.shape).reshape(n, -1) for c in (deposit.eta, deposit.phi)
+    )
+    return Profiles(eta=eta, phi=phi, scale=scale.reshape(n, -1), weight=weight.reshape(n, -1))
