@@ -37,6 +37,9 @@ __all__ = [
     "PARTICLES",
     "PARTICLE_MASS_GEV",
     "PI0_MASS_GEV",
+    "DeadMaterial",
+    "GFlashSampling",
+    "HadronicShower",
     "SimulationConfig",
 ]
 
@@ -69,6 +72,45 @@ DEFAULT_NOISE_MEV: Mapping[str, float] = MappingProxyType(
         "TileBar2": 20.0,
     }
 )
+
+# ---------------------------------------------------------------------------- parameter groups
+# The shower functions of calotools.sim.showers take the group they need, not
+# the whole configuration; SimulationConfig hands each group out.
+
+
+@dataclass(frozen=True)
+class DeadMaterial:
+    """Dead material in front of the presampler and in the cryostat (§1, §3b.1)."""
+
+    front_x0: float
+    front_lambda: float
+    cryostat_x0: float
+    cryostat_lambda: float
+    mip_mev_per_x0: float  #: MIP loss per X0 traversed
+
+
+@dataclass(frozen=True)
+class GFlashSampling:
+    """The sampling-calorimeter corrections of GFlash for the EMB (§3a)."""
+
+    fs: float
+    ehat: float
+    sigma_cap: float  #: cap on the spread of ln T and ln α
+
+
+@dataclass(frozen=True)
+class HadronicShower:
+    """How a charged pion starts its shower, splits it into EM and non-EM, and spreads it (§3b)."""
+
+    interaction_length: float  #: λ_π in λ_I
+    em_fraction_k: float
+    em_fraction_e0_gev: float
+    em_fraction_spread: float
+    radius_lambda: float  #: R_h in units of λ_eff
+    lambda_eff_cm: float
+    radius_growth: float
+    radius_growth_lambda: float
+
 
 # Physics fields that must be >= 0, and those that must be > 0.
 _NON_NEGATIVE = (
@@ -247,6 +289,40 @@ class SimulationConfig:
             "escaped_fraction",
             f"in [0, 1 - 1/(e/h)] = [0, {most:.3f}]: it is part of the non-visible energy",
             self.escaped_fraction,
+        )
+
+    @property
+    def dead_material(self) -> DeadMaterial:
+        """The dead-material fields, for `calotools.sim.showers.build_stack`."""
+        return DeadMaterial(
+            front_x0=self.dead_material_front_x0,
+            front_lambda=self.dead_material_front_lambda,
+            cryostat_x0=self.cryostat_x0,
+            cryostat_lambda=self.cryostat_lambda,
+            mip_mev_per_x0=self.dead_material_mip_mev_per_x0,
+        )
+
+    @property
+    def gflash(self) -> GFlashSampling:
+        """The GFlash sampling fields, for the EM showers."""
+        return GFlashSampling(
+            fs=self.gflash_sampling_fs,
+            ehat=self.gflash_sampling_ehat,
+            sigma_cap=self.gflash_sigma_cap,
+        )
+
+    @property
+    def hadronic(self) -> HadronicShower:
+        """The charged-pion shower fields."""
+        return HadronicShower(
+            interaction_length=self.pion_interaction_length,
+            em_fraction_k=self.em_fraction_k,
+            em_fraction_e0_gev=self.em_fraction_e0_gev,
+            em_fraction_spread=self.em_fraction_spread,
+            radius_lambda=self.hadronic_radius_lambda,
+            lambda_eff_cm=self.hadronic_lambda_eff_cm,
+            radius_growth=self.hadronic_radius_growth,
+            radius_growth_lambda=self.hadronic_radius_growth_lambda,
         )
 
     @property

@@ -32,7 +32,13 @@ from scipy.special import gammainc
 
 from calotools import geometry
 from calotools.sim.cells import Window
-from calotools.sim.config import CHARGED_PION_MASS_GEV, PI0_MASS_GEV, SimulationConfig
+from calotools.sim.config import (
+    CHARGED_PION_MASS_GEV,
+    PI0_MASS_GEV,
+    DeadMaterial,
+    GFlashSampling,
+    HadronicShower,
+)
 
 __all__ = [
     "CONVERSION_LENGTH_X0",
@@ -339,13 +345,13 @@ class Stack(NamedTuple):
     cryostat: int  #: slice of the cryostat between EMB3 and TileBar0
 
 
-def build_stack(config: SimulationConfig) -> Stack:
-    """The `Stack` of ``docs/physics.md`` §1 with the dead material of ``config``."""
-    dm_mip = config.dead_material_mip_mev_per_x0 * 1e-3
+def build_stack(dead_material: DeadMaterial) -> Stack:
+    """The `Stack` of ``docs/physics.md`` §1 with ``dead_material`` in front and in the cryostat."""
+    dm_mip = dead_material.mip_mev_per_x0 * 1e-3
     emb3, tile0 = geometry.layer("EMB3"), geometry.layer("TileBar0")
     # (name, X0, λ, MIP loss in GeV per X0, r_in, r_out), in radial order.
-    front = ("front", config.dead_material_front_x0, config.dead_material_front_lambda)
-    cryostat = ("cryostat", config.cryostat_x0, config.cryostat_lambda)
+    front = ("front", dead_material.front_x0, dead_material.front_lambda)
+    cryostat = ("cryostat", dead_material.cryostat_x0, dead_material.cryostat_lambda)
     segments = [(*front, dm_mip, 0.0, geometry.LAYERS[0].r_inner_mm)]
     for lay in geometry.LAYERS:
         if lay is tile0:
@@ -427,7 +433,7 @@ def _deposit(
 
 
 def photon_showers(
-    config: SimulationConfig,
+    gflash: GFlashSampling,
     stack: Stack,
     energy: np.ndarray,
     eta: np.ndarray,
@@ -447,9 +453,9 @@ def photon_showers(
         normals[..., 1],
         critical_energy_gev=emb.critical_energy_mev * 1e-3,
         z_eff=emb.z_eff,
-        sampling_fs=config.gflash_sampling_fs,
-        sampling_ehat=config.gflash_sampling_ehat,
-        sigma_cap=config.gflash_sigma_cap,
+        sampling_fs=gflash.fs,
+        sampling_ehat=gflash.ehat,
+        sigma_cap=gflash.sigma_cap,
     )
     # Depths along the path count the X0 traversed: the conversion depth needs no cosh η.
     start = -np.log1p(-conversion_u) * CONVERSION_LENGTH_X0
@@ -468,7 +474,7 @@ class HadronShowers(NamedTuple):
 
 
 def charged_pion_showers(
-    config: SimulationConfig,
+    hadronic: HadronicShower,
     stack: Stack,
     energy: np.ndarray,
     eta: np.ndarray,
@@ -485,7 +491,7 @@ def charged_pion_showers(
     for the spread of f_em.
     """
     path = np.cosh(eta)
-    interaction = -np.log1p(-interaction_u) * config.pion_interaction_length
+    interaction = -np.log1p(-interaction_u) * hadronic.interaction_length
     x_interaction = path * np.interp(interaction / path, stack.lambda_bounds, stack.x0_bounds)
     kinetic = energy - CHARGED_PION_MASS_GEV
     x_range = path * np.interp(kinetic / path, stack.mip_bounds, stack.x0_bounds)
@@ -497,8 +503,8 @@ def charged_pion_showers(
     traversed = np.clip(x_start[:, None], bounds[:, :-1], bounds[:, 1:]) - bounds[:, :-1]
     mip_slices = traversed * (np.diff(stack.mip_bounds) / np.diff(stack.x0_bounds))
     shower = np.maximum(energy - mip_slices.sum(axis=1), 0.0)
-    mean_em = em_fraction_mean(shower, k=config.em_fraction_k, e0_gev=config.em_fraction_e0_gev)
-    f_em = np.clip(mean_em + config.em_fraction_spread * normal, 0.0, 1.0)
+    mean_em = em_fraction_mean(shower, k=hadronic.em_fraction_k, e0_gev=hadronic.em_fraction_e0_gev)
+    f_em = np.clip(mean_em + hadronic.em_fraction_spread * normal, 0.0, 1.0)
     bock = bock_parameters(shower)
     a, b, d = bock.a[:, None], np.full_like(x_start, bock.b)[:, None], bock.d[:, None]
     axis = (eta[:, None], phi[:, None])
@@ -577,7 +583,7 @@ def cell_energies(
 
 
 def em_profiles(
-    config: SimulationConfig, stack: Stack, deposit: Deposit, layer: geometry.Layer
+    gflash: GFlashSampling, stack: Stack, deposit: Deposit, layer: geometry.Layer
 ) -> Profiles:
     """GFlash core and tail profiles of the EM deposit's slices in ``layer`` (§3a).
 
@@ -591,8 +597,8 @@ def em_profiles(
         deposit.slice_depth[:, :, idx] / deposit.depth_scale[:, :, None],
         deposit.energy[:, :, None],
         z_eff=medium.z_eff,
-        sampling_fs=config.gflash_sampling_fs,
-        sampling_ehat=config.gflash_sampling_ehat,
+        sampling_fs=gflash.fs,
+        sampling_ehat=gflash.ehat,
     )
     # Projective cells: at radius r, offsets Δη and Δφ are r·Δη and r·Δφ across the axis.
     per_moliere = deposit.slice_radius[:, :, idx] / (10.0 * medium.moliere_cm)
@@ -602,13 +608,13 @@ def em_profiles(
 
 
 def nonem_profiles(
-    config: SimulationConfig, stack: Stack, deposit: Deposit, layer: geometry.Layer
+    hadronic: HadronicShower, stack: Stack, deposit: Deposit, layer: geometry.Layer
 ) -> Profiles:
     """Profiles of the non-EM deposit's slices in ``layer``: R_h growing with depth (§3b.5)."""
     idx = stack.layer_slices[layer.name]
-    depth = deposit.slice_depth[:, :, idx] / config.hadronic_radius_growth_lambda
-    growth = 1.0 + (config.hadronic_radius_growth - 1.0) * np.minimum(depth, 1.0)
-    r_h_mm = config.hadronic_radius_lambda * config.hadronic_lambda_eff_cm * 10.0 * growth
+    depth = deposit.slice_depth[:, :, idx] / hadronic.radius_growth_lambda
+    growth = 1.0 + (hadronic.radius_growth - 1.0) * np.minimum(depth, 1.0)
+    r_h_mm = hadronic.radius_lambda * hadronic.lambda_eff_cm * 10.0 * growth
     scale = deposit.slice_radius[:, :, idx] / r_h_mm
     return _profiles(deposit, scale, deposit.slice_energy[:, :, idx])
 

@@ -201,7 +201,7 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch
     if not 0 <= start < stop <= config.n_events:
         msg = f"need 0 <= start < stop <= n_events = {config.n_events}; got [{start}, {stop})"
         raise InvalidValueError(msg)
-    stack = build_stack(config)
+    stack = build_stack(config.dead_material)
     draws = _draw(config, start, stop)
     u, z = draws.uniform, draws.normal
     n = stop - start
@@ -219,16 +219,16 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch
     if config.particle == "pi0":
         cos_theta_star, phi_star = 2.0 * u[:, 4] - 1.0, 2.0 * math.pi * u[:, 5]
         photons = pi0_decay(energy, eta, phi, cos_theta_star, phi_star)
-        em = photon_showers(config, stack, *photons, u[:, 6:8], z[:, :4].reshape(n, 2, 2))
+        em = photon_showers(config.gflash, stack, *photons, u[:, 6:8], z[:, :4].reshape(n, 2, 2))
         for i, key in enumerate(("photon1", "photon2")):
             extra[f"{key}_e"] = photons[0][:, i]
             extra[f"{key}_eta"] = photons[1][:, i]
             extra[f"{key}_phi"] = geometry.wrap_phi(photons[2][:, i])
     elif config.particle == "gamma":
         axis = (energy[:, None], eta[:, None], phi[:, None])
-        em = photon_showers(config, stack, *axis, u[:, 6:7], z[:, None, :2])
+        em = photon_showers(config.gflash, stack, *axis, u[:, 6:7], z[:, None, :2])
     else:
-        hadron = charged_pion_showers(config, stack, energy, eta, phi, u[:, 6], z[:, 4])
+        hadron = charged_pion_showers(config.hadronic, stack, energy, eta, phi, u[:, 6], z[:, 4])
         em, nonem, mip = hadron.em, hadron.nonem, hadron.mip_slices
         extra["em_fraction"] = hadron.em_fraction
         extra["first_interaction_lambda"] = hadron.start_lambda
@@ -249,8 +249,8 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch
             config,
             lay,
             (eta_low, phi_low),
-            em_profiles(config, stack, em, lay),
-            None if nonem is None else nonem_profiles(config, stack, nonem, lay),
+            em_profiles(config.gflash, stack, em, lay),
+            None if nonem is None else nonem_profiles(config.hadronic, stack, nonem, lay),
             mip[:, stack.layer_slices[lay.name]].sum(axis=1),
             (eta, phi),
             normal,
