@@ -3,7 +3,9 @@
 Prints clusters/s for writing, whole-file reading and chunked reading of a
 file in 10k-entry baskets (calotools' default), and, as baselines in the same
 run, the same clusters written in one basket, read in chunks by one iteration
-and by separate calls per chunk (as a loader jumping between chunks does).
+and by separate calls per chunk (as a loader jumping between chunks does). Then
+the same clusters stored as an RNTuple (plain uproot, 10k-entry clusters), read
+whole and in chunks, against the TTree in the same run.
 Target (issue 2): chunked reading ≥ 100k clusters/s on one core.
 
     python benchmarks/ntuple_io.py [--n 100000] [--compression lz4]
@@ -16,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import uproot
 
 from calotools import ntuple
@@ -43,6 +46,18 @@ def random_access_read(path: Path, step_size: int) -> int:
     return n
 
 
+def write_rntuple(path: Path, clusters: ntuple.Clusters, compression: str, step: int) -> None:
+    """The clusters as an RNTuple, written with plain uproot, one cluster per ``step`` entries."""
+    columns = {name: clusters.scalars[name].to_numpy() for name in clusters.scalars}
+    columns.update(clusters.images)
+    types = {name: np.dtype((v.dtype, v.shape[1:])) for name, v in columns.items()}
+    codec = {"lz4": uproot.LZ4(1), "zstd": uproot.ZSTD(1), "zlib": uproot.ZLIB(1)}[compression]
+    with uproot.recreate(path, compression=codec) as file:
+        tree = file.mkrntuple(ntuple.TREE_NAME, types)
+        for start in range(0, len(clusters), step):
+            tree.extend({name: v[start : start + step] for name, v in columns.items()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="clusters in the file")
@@ -65,6 +80,11 @@ def main() -> None:
         t_random, _ = timed(random_access_read, baskets, args.step)
         t_random_one, _ = timed(random_access_read, one_basket, args.step)
         size_mb = baskets.stat().st_size / 1e6
+        rntuple = Path(tmp) / "rntuple.root"
+        write_rntuple(rntuple, clusters, args.compression, ntuple.DEFAULT_BASKET_SIZE)
+        t_whole_rn, back_rn = timed(ntuple.read_clusters, rntuple)
+        assert len(back_rn) == args.n
+        t_chunked_rn, n_rn = timed(chunked_read, rntuple, args.step)
 
     print(f"ntuple I/O, {args.n} clusters, six images, {args.compression}, chunks of {args.step}")
     print(
@@ -78,6 +98,9 @@ def main() -> None:
     print(f"  separate chunk reads, baskets   {n / t_random:10.0f} clusters/s")
     print(f"  separate chunk reads, one basket{n / t_random_one:10.0f} clusters/s")
     print(f"  ratio baskets / one basket      {t_random_one / t_random:10.2f}")
+    print(f"  RNTuple: read whole file        {args.n / t_whole_rn:10.0f} clusters/s")
+    print(f"  RNTuple: read in chunks         {n_rn / t_chunked_rn:10.0f} clusters/s")
+    print(f"  ratio RNTuple / TTree, chunks   {t_chunked / t_chunked_rn:10.2f}  (above 1: faster)")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,14 @@ LAYERS = [
 ]
 
 
+def run_python(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter (imports start from nothing)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
 def module_files() -> dict[str, Path]:
     files = {}
     for path in PACKAGE.rglob("*.py"):
@@ -152,10 +160,7 @@ def test_every_public_name_exists_and_has_a_docstring():
 def test_import_is_light():
     """`import calotools` does not import TensorFlow (submodules load on first use)."""
     code = "import calotools, sys; print('tensorflow' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
+    assert run_python(code).strip() == "False"
 
 
 def test_submodules_load_on_first_access():
@@ -181,10 +186,7 @@ def test_old_simulation_paths_import_the_new_modules_with_a_warning():
         "except DeprecationWarning as err:\n"
         "    print(err)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert "calotools.simulation is now calotools.sim.simulation" in result.stdout
+    assert "calotools.simulation is now calotools.sim.simulation" in run_python(code)
     code = (
         "import warnings; warnings.simplefilter('ignore', DeprecationWarning)\n"
         "import calotools, calotools.simulation, calotools.sim.simulation as new\n"
@@ -192,10 +194,7 @@ def test_old_simulation_paths_import_the_new_modules_with_a_warning():
         "from calotools.sim.samples import make_sample as new_make\n"
         "print(calotools.simulation is new, make_sample is new_make, calotools.showers.__name__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["True", "True", "calotools.sim.showers"]
+    assert run_python(code).split() == ["True", "True", "calotools.sim.showers"]
 
 
 def test_moved_functions_are_forwarded_with_a_warning():
