@@ -304,6 +304,25 @@ class _Tree:
             )
         return {name: arrays[name] for name in names}
 
+    def iterate(
+        self, names: Sequence[str], step_size: int, entry_stop: int
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Consecutive chunks of ``step_size`` entries of ``names``, up to ``entry_stop``.
+
+        uproot's own iteration, which keeps a basket (or an RNTuple cluster) it
+        has decompressed for the next chunk: reading a file whose baskets are
+        larger than the chunks decompresses each basket once, not once per chunk.
+        """
+        wanted = set(names)
+        chunks = self.handle.iterate(
+            filter_name=lambda name: name in wanted,  # exact names, no glob patterns
+            step_size=step_size,
+            entry_stop=entry_stop,
+            library="np",
+        )
+        for chunk in chunks:
+            yield {name: chunk[name] for name in names}
+
     def entry_offsets(self, names: Sequence[str]) -> list[int]:
         """Entries at which every one of ``names`` starts a new basket (RNTuple: cluster)."""
         if self.is_rntuple:
@@ -468,12 +487,13 @@ def iterate_clusters(
             return
         cluster_tree, wanted, expressions = _prepare(path, tree, branches, cut)
         stop = int(min(remaining, cluster_tree.num_entries))
-        for start in range(0, stop, step_size):
-            end = min(start + step_size, stop)
-            chunk = cluster_tree.arrays(list(expressions), start, end)
+        start = 0
+        for chunk in cluster_tree.iterate(list(expressions), step_size, stop):
             arrays = {expressions[name]: values for name, values in chunk.items()}
-            where = f"{path} entries {start}–{end - 1}"
+            n_read = len(next(iter(arrays.values())))
+            where = f"{path} entries {start}–{start + n_read - 1}"
             yield _to_clusters(arrays, wanted, cut, where, on_nonfinite)
+            start += n_read
         remaining -= stop
 
 
