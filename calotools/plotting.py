@@ -61,6 +61,7 @@ __all__ = [
     "resolution",
     "response",
     "response_2d",
+    "response_histograms",
     "roc",
     "save",
     "style",
@@ -665,6 +666,39 @@ def resolution(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"Resolution $(q_{84} - q_{16}) / (2 \cdot \mathrm{median})$")
     ax.legend(loc="best")
+    return ax
+
+
+def response_histograms(
+    responses: Mapping[str, np.ndarray | Sequence[float]],
+    *,
+    bins: np.ndarray | Sequence[float],
+    ax: Axes | None = None,
+) -> Axes:
+    """Distributions of the response E_pred / E_true of several methods, e.g. in one E_true bin.
+
+    One step histogram per method, labelled with its median, and a dashed
+    line at a response of 1.
+
+    Parameters
+    ----------
+    responses
+        Method name → responses of the same clusters.
+    bins
+        Bin edges of the response.
+    """
+    ax = plt.gca() if ax is None else ax
+    edges = np.asarray(bins, dtype=float)
+    for method, values in responses.items():
+        response = np.asarray(values, dtype=float)
+        median = f"{np.median(response):.3f}" if response.size else "–"
+        ax.hist(response, bins=list(edges), histtype="step", label=f"{method} (median {median})")
+    ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel(RESPONSE_LABEL)
+    ax.set_ylabel("Clusters per bin")
+    if responses:
+        ax.legend(loc="upper right")
     return ax
 
 

@@ -481,21 +481,8 @@ class ResponseExplorer(_Explorer):
             curve_ax.set_xlabel(plotting.E_TRUE_LABEL)
             curve_ax.set_ylabel(plotting.MEDIAN_RESPONSE_LABEL)
         curve_ax.axvspan(low, high, color="grey", alpha=0.3)
-        for method, response in responses.items():
-            median = f"{np.median(response):.3f}" if response.size else "–"
-            histogram_ax.hist(
-                response,
-                bins=self.histogram_edges,
-                histtype="step",
-                label=f"{method} (median {median})",
-            )
-        histogram_ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-        histogram_ax.set_xlim(self.histogram_edges[0], self.histogram_edges[-1])
-        histogram_ax.set_xlabel(plotting.RESPONSE_LABEL)
-        histogram_ax.set_ylabel("Clusters per bin")
+        plotting.response_histograms(responses, bins=self.histogram_edges, ax=histogram_ax)
         histogram_ax.set_title(f"{sample}, " + r"$E^{\mathrm{true}}$" + f" {_bin_label(low, high)}")
-        if methods:
-            histogram_ax.legend(loc="upper right")
         counts = ", ".join(f"{m}: {len(r)}" for m, r in responses.items())
         self.text.value = f"Clusters in the bin: {counts or 'no method selected'}"
         return responses

@@ -1,7 +1,7 @@
 """Hand-built cell events for the clustering and image tests.
 
 Events are windows of `calotools.sim.cells.Window` with Gaussian noise of the
-spec's σ per layer (or none) and deposits placed by hand in chosen cells.
+σ per layer of docs/physics.md §2 (or none) and deposits placed by hand in chosen cells.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def test_layers_are_ordered_outwards_without_overlap():
 
 
 def test_depths_match_the_spec():
-    """EM total > 22 X0, Tile ≈ 7.4 λ (total with LAr ≈ 9.7 λ per the spec)."""
+    """EM total > 22 X0, Tile ≈ 7.4 λ (docs/physics.md §1)."""
     em = sum(geometry.layer(n).depth_x0 for n in ("EMB1", "EMB2", "EMB3"))
     tile = sum(geometry.layer(n).depth_lambda for n in ("TileBar0", "TileBar1", "TileBar2"))
     assert em == pytest.approx(22.3)

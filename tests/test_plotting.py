@@ -265,3 +265,23 @@ def test_distributions_draws_one_histogram_per_sample(tmp_path):
     assert labels == ["π0", "π± (1 not shown)"]
     path = plotting.save(ax.figure, "distributions", tmp_path)
     assert path.stat().st_size > 1000
+
+
+def test_response_histograms_label_each_method_with_its_median(render_and_close_figures):
+    ax = plotting.response_histograms(
+        {"LCW": [0.9, 1.0, 1.3], "none": []}, bins=np.linspace(0, 2, 21)
+    )
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["LCW (median 1.000)", "none (median –)"]
+    assert ax.get_xlim() == (0.0, 2.0)
+
+
+def test_one_layer_image_is_drawn_on_its_own_cell_edges(render_and_close_figures):
+    image = np.zeros((16, 16))
+    image[8, 8] = 0.7
+    ax = plotting.layer_image(image, "EMB2")
+    mesh = ax.collections[0]
+    assert mesh.get_array().max() == pytest.approx(0.7)
+    assert ax.get_xlim() == pytest.approx((-0.2, 0.2))
+    with pytest.raises(ValueError, match=r"a EMB1 image is shaped \(128, 4\)"):
+        plotting.layer_image(image, "EMB1")

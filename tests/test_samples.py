@@ -4,7 +4,7 @@ One small default data set (3,000 events per sample, LCW tables from an
 independent 3,000-event calibration sample) is made once for the module with
 the real simulation, clustering and calibration. Statistical tolerances: with
 ≳ 500 clusters per energy range the medians are known to ≲ 1 % (1.25 σ/√N),
-well inside the spec's ranges.
+well inside the ranges of docs/physics.md §6.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Validation of the fast simulation against the physics it models (``docs/physics.md`` §1–3, §6).
 
 Every test simulates its own events with `calotools.sim.simulation` and compares
-them with numbers from the spec or the literature, never with earlier outputs
+them with numbers from docs/physics.md or the literature, never with earlier outputs
 of the code. Samples are shared through a cache, a few thousand events each.
 Widths are measured as half the 16–84 % interval (robust against the tails of
 dead-material losses); its statistical precision with n events is ≈ 1/√(2n).

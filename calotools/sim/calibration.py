@@ -188,7 +188,8 @@ class LCWConfig:
     isospin_prior: float = 2.0
     #: |η|: the barrel reaches 0.7 (docs/physics.md §1); 0.2-wide bins, the η dependence is weak there.
     class_abs_eta: Binning = Binning(0.0, 0.8, 4)
-    #: log10(E_EM/GeV), 0.1 GeV–1 TeV (the ATLAS guns span 0.2–2000 GeV, ntuple-schema).
+    #: log10(E_EM/GeV), 0.1 GeV–1 TeV (the ATLAS guns span 0.2–2000 GeV,
+    #: docs/ntuple-format.md, "Samples").
     class_log10_energy: Binning = Binning(-1.0, 3.0, 16)
     #: log10(⟨ρ⟩/(GeV mm⁻³)) − log10(E/GeV): athena's normalised energy density.
     class_log10_density: Binning = Binning(-10.0, -4.0, 24)
