@@ -26,7 +26,7 @@ import glob
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -249,6 +249,12 @@ def _form_shape(form: ak.forms.Form) -> tuple[int, ...]:
     return (*shape, *form.inner_shape)
 
 
+def _exactly(names: Sequence[str]) -> Callable[[str], bool]:
+    """An uproot ``filter_name`` that keeps these names and no others (no glob patterns)."""
+    wanted = set(names)
+    return lambda name: name in wanted
+
+
 class _Tree:
     """A ``ClusterTree`` stored as a TTree or as an RNTuple, read through one interface.
 
@@ -289,19 +295,13 @@ class _Tree:
         """Entries ``start`` to ``stop`` of ``names`` (as named in the file), as NumPy arrays."""
         # No array cache: uproot's default keeps up to 100 MB of what was read
         # per file, which would make a streaming reader's memory grow.
-        if self.is_rntuple:
-            wanted = set(names)
-            arrays = self.handle.arrays(
-                filter_name=lambda name: name in wanted,  # exact names, no glob patterns
-                entry_start=start,
-                entry_stop=stop,
-                library="np",
-                array_cache=None,
-            )
-        else:
-            arrays = self.handle.arrays(
-                list(names), entry_start=start, entry_stop=stop, library="np", array_cache=None
-            )
+        arrays = self.handle.arrays(
+            filter_name=_exactly(names),
+            entry_start=start,
+            entry_stop=stop,
+            library="np",
+            array_cache=None,
+        )
         return {name: arrays[name] for name in names}
 
     def iterate(
@@ -313,12 +313,8 @@ class _Tree:
         has decompressed for the next chunk: reading a file whose baskets are
         larger than the chunks decompresses each basket once, not once per chunk.
         """
-        wanted = set(names)
         chunks = self.handle.iterate(
-            filter_name=lambda name: name in wanted,  # exact names, no glob patterns
-            step_size=step_size,
-            entry_stop=entry_stop,
-            library="np",
+            filter_name=_exactly(names), step_size=step_size, entry_stop=entry_stop, library="np"
         )
         for chunk in chunks:
             yield {name: chunk[name] for name in names}
