@@ -143,14 +143,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (tests and kernels swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+#: Where the command line shows what calotools logs (files made, epochs, …).
+_PROGRESS = _CurrentStderr()
+_PROGRESS.setFormatter(logging.Formatter("%(message)s"))
+
+
 def _show_progress() -> None:
-    """Send what calotools logs at INFO level (files made, epochs, …) to stderr, once."""
+    """Send calotools' INFO messages to stderr (once, however often main runs)."""
     logger = logging.getLogger("calotools")
-    if not any(getattr(h, "calotools_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.calotools_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    if _PROGRESS not in logger.handlers:
+        logger.addHandler(_PROGRESS)
     logger.setLevel(logging.INFO)
 
 

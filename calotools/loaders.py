@@ -454,7 +454,7 @@ class _StreamingBatches(_Epochs):
         if chunk.positions is not None:
             if self.selection is None:  # _plan gives chunks positions only from a selection
                 msg = f"{where}: a chunk of selected clusters but no selection"
-                raise DataError(msg)
+                raise RuntimeError(msg)  # a bug of calotools, not bad input
             entries = self.selection.entry[chunk.positions]
             clusters = reader.read(chunk.start, chunk.stop, entries - chunk.start)
             if self.cut:
@@ -551,7 +551,7 @@ class _StreamingBatches(_Epochs):
             raise window.error
         if window.data is None:  # _fill sets the data or the error
             msg = f"window {number} of epoch {epoch} was not read"
-            raise DataError(msg)
+            raise RuntimeError(msg)  # a bug of calotools, not bad input
         if self.prefetch and number + 1 < len(self._epoch_windows(epoch)[0]):
             self._prefetch(epoch, number + 1)
         return window.data

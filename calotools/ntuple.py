@@ -737,7 +737,7 @@ class ClusterWriter:
             return
         if self._tree is None:  # write() makes the tree before it queues a chunk
             msg = f"{self.path}: clusters are pending but no tree was made"
-            raise NtupleError(msg)
+            raise RuntimeError(msg)  # a bug of calotools, not bad input
         joined = {
             name: np.concatenate([chunk[name] for chunk in self._pending])
             for name in self._pending[0]

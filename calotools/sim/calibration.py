@@ -408,7 +408,7 @@ class _Sample:
         """`event_fraction`, which the fits need: the sample must be read with ``fit``."""
         if self.event_fraction is None:
             msg = "this sample was read without its truth columns (fit=False)"
-            raise CalibrationInputError(msg)
+            raise RuntimeError(msg)  # the fits read with fit=True: a bug, not bad input
         return self.event_fraction
 
     @property
@@ -416,7 +416,7 @@ class _Sample:
         """`cell_calib`, which the cell-weight fit needs: read with ``cell_truth``."""
         if self.cell_calib is None:
             msg = "this sample was read without the cells' calib column (cell_truth=False)"
-            raise CalibrationInputError(msg)
+            raise RuntimeError(msg)  # the cell-weight fit reads it: a bug, not bad input
         return self.cell_calib
 
     @property
