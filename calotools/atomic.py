@@ -13,8 +13,12 @@ either the old file or the new one under the final name, never half of one.
 - `partial_folder`, `commit_folder`, `atomic_folder`: the same for folders,
   which are written as ``.NAME.partial`` and renamed.
 
-Temporary names keep the final suffix (``.pi0.root.<pid>.tmp.root``) because
-some libraries pick the format by it (Keras, matplotlib).
+Temporary names keep the final suffix (``.pi0.root.<host>.<pid>.tmp.root``)
+because some libraries pick the format by it (Keras, matplotlib). They name the
+machine and process that writes them, so that a process killed outright
+(``kill -9``, a power cut) leaves a temporary that the next write of the same
+file recognises as dead and removes (`remove_stale_temporaries`); temporaries
+of running processes, and of other machines sharing the folder, are left alone.
 
 Examples
 --------
@@ -33,7 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,28 +50,73 @@ __all__ = [
     "commit_folder",
     "copy_file",
     "partial_folder",
+    "remove_stale_temporaries",
     "temporary_path",
     "write_text",
 ]
 
 
+def _host() -> str:
+    # Dots separate the parts of a temporary name; a host name keeps its first label.
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
 def temporary_path(path: str | os.PathLike) -> Path:
     """The name ``path`` is written under until it is complete: hidden, per process, same suffix."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.tmp{path.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` left by dead processes of this machine.
+
+    Returns what was removed. A temporary whose process still runs, or that
+    another machine wrote, is kept: it may be a write in progress.
+    """
+    path = Path(path)
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp"
+        rf"{re.escape(path.suffix)}$"
+    )
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    for candidate in path.parent.iterdir():
+        match = pattern.match(candidate.name)
+        if match is None or match["host"] != _host():
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another run may clean it at the same time
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
 
 
 class PendingFile:
     """A file being written under `temporary_path` until `commit` renames it to ``path``.
 
-    The folder of ``path`` is created if needed. `abort` removes the temporary
-    file and leaves ``path`` as it was.
+    The folder of ``path`` is created if needed, and temporaries of ``path``
+    left by dead processes are removed. `abort` removes the temporary file and
+    leaves ``path`` as it was.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.tmp = temporary_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
 
     def commit(self) -> Path:
         """Give the complete file its final name (replacing an older one) and return it."""

@@ -1,9 +1,13 @@
 """Selections and features written as expressions on branch names.
 
-A **cut** is a Python expression such as
+A **cut** is an expression such as
 ``"abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2"``, evaluated on
-arrays with NumPy. ``and``, ``or`` and ``not`` act element-wise (they are
-rewritten to ``&``, ``|`` and ``~``), so a cut reads like the physics.
+arrays with NumPy. ``and``, ``or`` and ``not`` act element-wise, so a cut
+reads like the physics. A cut is data, not code: it is parsed and checked
+against a small language (`ALLOWED`: branch names, numbers, comparisons,
+logic, arithmetic and the functions in `FUNCTIONS`), then evaluated by walking
+its tree, never by ``eval``. Cuts read back from splits, sidecars and model
+folders go through the same check.
 
 A **feature** is one number per cluster for a model or for spectrum matching:
 a branch name, or ``abs``, ``log`` or ``log10`` of one (``"log10(cluster_E)"``).
@@ -35,7 +39,14 @@ import numpy as np
 
 from calotools.errors import CutError
 
-__all__ = ["CutError", "branches_in", "evaluate_cut", "evaluate_feature", "feature_branch"]
+__all__ = [
+    "ALLOWED",
+    "CutError",
+    "branches_in",
+    "evaluate_cut",
+    "evaluate_feature",
+    "feature_branch",
+]
 
 #: Functions a cut may call: the element-wise NumPy ones a physicist expects.
 FUNCTIONS = {
@@ -61,56 +72,142 @@ FUNCTIONS = {
 }
 
 
-class _ElementWiseLogic(ast.NodeTransformer):
-    """Rewrite ``and``/``or``/``not`` to ``&``/``|``/``~`` so they act on arrays."""
+#: What a cut may contain, said in every refusal.
+ALLOWED = (
+    "branch names, numbers, True/False, comparisons (< <= > >= == !=, chained), "
+    "and/or/not, + - * / // % ** and unary minus, and calls of " + ", ".join(FUNCTIONS)
+)
 
-    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
-        self.generic_visit(node)
-        op: ast.operator = ast.BitAnd() if isinstance(node.op, ast.And) else ast.BitOr()
-        result = node.values[0]
-        for value in node.values[1:]:
-            result = ast.BinOp(left=result, op=op, right=value)
-        return result
+_BINARY = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.true_divide,
+    ast.FloorDiv: np.floor_divide,
+    ast.Mod: np.mod,
+    ast.Pow: np.power,
+}
+_COMPARE = {
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+}
+_UNARY = {ast.USub: np.negative, ast.UAdd: np.positive, ast.Not: np.logical_not}
+_OPERATORS = (ast.operator, ast.cmpop, ast.unaryop, ast.boolop, ast.expr_context)
 
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.op, ast.Not):
-            return ast.UnaryOp(op=ast.Invert(), operand=node.operand)
-        return node
 
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        # ``0.5 < x < 100`` is a chained ``and`` in Python; split it element-wise too.
-        self.generic_visit(node)
-        if len(node.ops) == 1:
-            return node
-        operands = [node.left, *node.comparators]
-        parts: list[ast.expr] = [
-            ast.Compare(left=operands[i], ops=[op], comparators=[operands[i + 1]])
-            for i, op in enumerate(node.ops)
-        ]
-        return self.visit_BoolOp(ast.BoolOp(op=ast.And(), values=parts))
+def _refuse(cut: str, what: str) -> CutError:
+    return CutError(f"the cut {cut!r} uses {what}, which a cut may not; allowed: {ALLOWED}")
+
+
+def _check(cut: str, tree: ast.Expression) -> None:
+    """Refuse every node outside the cut language, before anything is evaluated.
+
+    The language is small on purpose: a cut read back from a split, a sidecar
+    or a model folder someone sent is data, and must not be able to reach
+    Python's objects (attributes, subscripts, comprehensions, lambdas …).
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expression | ast.Load | ast.And | ast.Or | ast.Not):
+            continue
+        if isinstance(node, ast.Name):
+            if node.id.startswith("__"):
+                raise _refuse(cut, f"the name {node.id!r}")
+        elif isinstance(node, ast.Constant):
+            if type(node.value) not in (int, float, bool):
+                raise _refuse(cut, f"the constant {node.value!r}")
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINARY:
+                raise _refuse(cut, f"the operator {type(node.op).__name__}")
+        elif isinstance(node, ast.UnaryOp):
+            if type(node.op) not in _UNARY:
+                raise _refuse(cut, f"the operator {type(node.op).__name__}")
+        elif isinstance(node, ast.Compare):
+            for op in node.ops:
+                if type(op) not in _COMPARE:
+                    raise _refuse(cut, f"the comparison {type(op).__name__}")
+        elif isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS):
+                raise _refuse(cut, f"a call of {ast.unparse(node.func)!r}")
+            if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+                raise _refuse(cut, f"keyword or * arguments in {ast.unparse(node)!r}")
+        elif isinstance(node, ast.BoolOp):
+            continue
+        elif not isinstance(node, _OPERATORS):
+            raise _refuse(cut, f"{type(node).__name__.lower()} {ast.unparse(node)!r}")
 
 
 def _parse(cut: str) -> ast.Expression:
     try:
-        return ast.parse(cut, mode="eval")
+        tree = ast.parse(cut, mode="eval")
     except SyntaxError as err:
         msg = f"cannot parse the cut {cut!r}: {err.msg}"
         raise CutError(msg) from None
+    _check(cut, tree)
+    return tree
+
+
+def _evaluate(node: ast.AST, namespace: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Walk a checked tree; ``and``/``or``/``not`` act element-wise (&, |, ~)."""
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body, namespace)
+    if isinstance(node, ast.Name):
+        return namespace[node.id]
+    if isinstance(node, ast.Constant):
+        # NumPy scalars, never Python objects: 10**100 becomes a float, not an object array.
+        constant = node.value
+        if isinstance(constant, bool):
+            return np.asarray(constant)
+        if isinstance(constant, int) and abs(constant) < 2**63:
+            return np.asarray(constant, dtype=np.int64)
+        if isinstance(constant, int | float):
+            return np.asarray(float(constant))
+    if isinstance(node, ast.BoolOp):
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        result = _evaluate(node.values[0], namespace)
+        for value in node.values[1:]:
+            result = combine(result, _evaluate(value, namespace))
+        return result
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY[type(node.op)](_evaluate(node.operand, namespace))
+    if isinstance(node, ast.BinOp):
+        left, right = _evaluate(node.left, namespace), _evaluate(node.right, namespace)
+        return _BINARY[type(node.op)](left, right)
+    if isinstance(node, ast.Compare):
+        # ``0.5 < x < 100`` is a chained ``and`` in Python; element-wise here too.
+        operands = [_evaluate(node.left, namespace)]
+        operands += [_evaluate(c, namespace) for c in node.comparators]
+        result = np.asarray(True)
+        for op, left, right in zip(node.ops, operands, operands[1:], strict=False):
+            result = np.logical_and(result, _COMPARE[type(op)](left, right))
+        return result
+    if isinstance(node, ast.Call):
+        function = FUNCTIONS[node.func.id]  # type: ignore[attr-defined]  # checked: a Name
+        return function(*(_evaluate(a, namespace) for a in node.args))
+    msg = f"unchecked node {type(node).__name__} in a cut"  # _check lets none through
+    raise RuntimeError(msg)
 
 
 def branches_in(cut: str) -> set[str]:
-    """Names of the branches a cut uses (every name that is not a known function)."""
+    """Names of the branches a cut uses (every name that is not a known function).
+
+    Raises `CutError` for an expression outside the cut language.
+    """
     tree = _parse(cut)
+    calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     return {
-        node.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Name) and node.id not in FUNCTIONS
+        node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in calls
     }
 
 
 def evaluate_cut(cut: str, columns: Mapping[str, np.ndarray], *, where: str = "") -> np.ndarray:
     """Evaluate ``cut`` on ``columns`` and return a boolean mask.
+
+    The expression is parsed and checked against the cut language (`ALLOWED`)
+    and evaluated by walking its tree with NumPy: no Python code is run.
 
     Parameters
     ----------
@@ -130,14 +227,12 @@ def evaluate_cut(cut: str, columns: Mapping[str, np.ndarray], *, where: str = ""
             f"available: {', '.join(sorted(columns))}"
         )
         raise CutError(msg)
-    tree = ast.fix_missing_locations(_ElementWiseLogic().visit(_parse(cut)))
-    namespace = {**FUNCTIONS, **{name: columns[name] for name in used}}
     try:
-        mask = eval(compile(tree, "<cut>", "eval"), {"__builtins__": {}}, namespace)
-    except Exception as err:
+        with np.errstate(all="ignore"):  # log(0) is -inf, a value a cut may compare
+            mask = np.asarray(_evaluate(_parse(cut), {name: columns[name] for name in used}))
+    except (TypeError, ValueError, ArithmeticError) as err:
         msg = f"cannot evaluate the cut {cut!r}: {err}"
         raise CutError(msg) from err
-    mask = np.asarray(mask)
     if mask.dtype != np.bool_:
         msg = f"the cut {cut!r} gives values of type {mask.dtype}, not a true/false selection"
         raise CutError(msg)

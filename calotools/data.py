@@ -692,6 +692,8 @@ class Split:
             )
             for name in meta["parts"]
         }
+        for part in parts.values():
+            part.config  # noqa: B018 - checks the stored cut (calotools.cuts) before any use
         return cls(parts, meta["info"])
 
 

@@ -42,9 +42,12 @@ __all__ = [
     "NonFiniteWarning",
     "NtupleError",
     "OutOfRangeError",
+    "OutputPathError",
     "PreprocessingError",
     "TrainingError",
     "UnknownNameError",
+    "UntrustedFileError",
+    "VersionMismatchWarning",
 ]
 
 
@@ -78,6 +81,10 @@ class MissingFileError(CalotoolsError, FileNotFoundError):
     """A file or folder that does not exist, or a folder without the files it needs."""
 
 
+class OutputPathError(CalotoolsError, ValueError):
+    """An output calotools will not write: not its own, a wrong suffix, a read-only folder."""
+
+
 class MissingExtraError(CalotoolsError, ImportError):
     """An optional dependency that is not installed; the message gives the pip command."""
 
@@ -107,6 +114,10 @@ class ModelError(CalotoolsError, ValueError):
 
 class ArtifactError(CalotoolsError, ValueError):
     """A folder that is not (or not a complete) calotools model, with the reason."""
+
+
+class UntrustedFileError(ArtifactError):
+    """A file that could run code when read (a pickle), refused unless the caller trusts it."""
 
 
 class BaselineError(CalotoolsError, ValueError):
@@ -142,3 +153,7 @@ class NonFiniteWarning(CalotoolsWarning):
 
 class LoaderWarning(CalotoolsWarning):
     """A loader used in a way that defeats its design (e.g. batches asked for out of order)."""
+
+
+class VersionMismatchWarning(CalotoolsWarning):
+    """A saved model made with other versions of calotools or its stack than are installed."""

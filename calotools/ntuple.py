@@ -752,15 +752,29 @@ class ClusterWriter:
         self._pending = [rest] if n_total > n_full else []
         self._n_pending = n_total - n_full
 
-    def close(self) -> Path:
-        """Write what is pending, close the file and give it its final name."""
+    def finish(self) -> Path:
+        """Write what is pending and close the file; returns its temporary path.
+
+        The file is complete but not yet under its final name: a caller that
+        records facts about it (a sidecar with its checksum) does so now, then
+        calls `commit`. `close` does both.
+        """
         self._flush(final=True)
         if self._tree is None:
             msg = f"{self.path}: nothing was written; refusing to create an empty ntuple"
             self.abort()
             raise NtupleError(msg)
         self._file.close()
+        return self._output.tmp
+
+    def commit(self) -> Path:
+        """Give the file `finish` completed its final name and return it."""
         return self._output.commit()
+
+    def close(self) -> Path:
+        """Write what is pending, close the file and give it its final name."""
+        self.finish()
+        return self.commit()
 
     def abort(self) -> None:
         """Drop the temporary file; ``path`` is left as it was."""

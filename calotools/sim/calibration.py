@@ -818,6 +818,13 @@ class LCWCalibration:
         if not path.is_file():
             msg = f"no LCW calibration file at {path}"
             raise MissingFileError(msg)
+        if not zipfile.is_zipfile(path):
+            # np.load would try it as a pickle and advise loading it unsafely: never.
+            msg = (
+                f"{path} is not an LCW calibration: expected the .npz archive that "
+                "LCWCalibration.save writes (e.g. lcw_tables.npz of `calotools simulate --default`)"
+            )
+            raise CalibrationFileError(msg)
         try:
             # our own file object: np.load leaks its handle when the zip is broken
             with path.open("rb") as stream, np.load(stream, allow_pickle=False) as archive:

@@ -5,9 +5,12 @@ single-particle gun: ``pi0``, ``pipm`` (half π+, half π−) or ``gamma``. Each
 file gets a JSON sidecar (``pi0.root`` → ``pi0.json``) with the configuration
 and the calotools version that made it. Files are written batch by batch, so
 memory stays flat however many events are asked for, under a temporary name,
-so an interrupted run leaves complete files or none; the sidecar is written
-last. Asking again for a file whose sidecar has the same configuration reuses
-it.
+so an interrupted run leaves complete files or none. The sidecar, which records
+the file's size and SHA-256, is written before the file is renamed into place;
+asking again for a file reuses it only if the sidecar has the same
+configuration *and* the file is the one it describes, so a stale sidecar or a
+truncated file is made again, never reused. An existing ``.root`` file without
+a sidecar (not made by calotools: real data, perhaps) is never replaced.
 
 `make_default` makes the default data set of the notebooks: LCW tables fitted
 on an independent calibration sample, then ``pi0.root`` and ``pipm.root``.
@@ -15,12 +18,16 @@ on an independent calibration sample, then ``pi0.root`` and ``pipm.root``.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import hashlib
 import json
 import logging
 import os
 import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,7 +40,7 @@ from typing import Any
 import pandas as pd
 
 from calotools import atomic
-from calotools.errors import InvalidValueError
+from calotools.errors import InvalidValueError, OutputPathError
 from calotools.ntuple import Clusters, ClusterWriter
 from calotools.sim.calibration import LCWCalibration
 from calotools.sim.clustering import ClusteringConfig
@@ -47,6 +54,7 @@ __all__ = [
     "DEFAULT_EVENTS",
     "SAMPLES",
     "DefaultDataSet",
+    "check_output",
     "default_folder",
     "default_workers",
     "make_default",
@@ -138,8 +146,40 @@ _job: _Job | None = None
 _calibration: LCWCalibration | None = None
 
 
-def _start_worker(job: _Job) -> None:
+#: How often a worker looks whether its parent still lives, where the system
+#: cannot tell it (not Linux), in seconds.
+PARENT_POLL_S = 1.0
+
+
+def _die_with(parent: int) -> None:
+    """End this worker process when ``parent`` ends, even by ``kill -9``.
+
+    On Linux the kernel sends SIGKILL (``PR_SET_PDEATHSIG``); elsewhere a thread
+    polls the parent's pid. A parent that died before either was set up is
+    caught by the pid check.
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    else:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(PARENT_POLL_S)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="calotools-parent-watch", daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _start_worker(job: _Job, parent: int | None = None) -> None:
     global _job, _calibration  # noqa: PLW0603 - per-process state of a worker
+    if parent is not None:  # a worker process, not the parent computing in-process
+        # Ctrl-C reaches the whole process group; the parent alone answers it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with(parent)
     _job = job
     _calibration = LCWCalibration.load(job.lcw) if job.lcw else None
 
@@ -176,22 +216,33 @@ def default_workers() -> int:
 
 @contextmanager
 def _ctrl_c_held() -> Iterator[None]:
-    """Hold SIGINT back while worker processes are forked, then deliver it.
+    """Hold Ctrl-C back while work is handed to the pool, then deliver it.
 
-    A Ctrl-C that lands in one of the interpreter's at-fork hooks is printed as
-    "Exception ignored" and lost, and the run would go on to the end. Held
-    back, it arrives as a KeyboardInterrupt once the workers exist; the workers
-    inherit the blocked signal, so only this process answers Ctrl-C and shuts
-    the pool down.
+    A KeyboardInterrupt raised in one of the interpreter's at-fork hooks is
+    printed as "Exception ignored" and lost, and the run would go on to the
+    end; one raised inside ``submit`` can leave the pool's bookkeeping half
+    done, and its shutdown waiting for ever. Two things hold it back: SIGINT is blocked in this thread, so the
+    forked workers start with it blocked; and, because the kernel may hand the
+    signal to another thread (tqdm's monitor), Python's handler only notes it.
+    It is raised as a KeyboardInterrupt once the workers exist.
     """
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no fork, nothing to hold
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    noted: list[int] = []
+    previous = None
+    if in_main_thread:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    blocking = hasattr(signal, "pthread_sigmask")  # not on Windows, which does not fork
+    if blocking:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+    if noted:
+        raise KeyboardInterrupt
 
 
 def _reconstructed(
@@ -215,15 +266,18 @@ def _reconstructed(
                 bar.update(n)
                 yield clusters, cells
             return
-        pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(job,))
+        pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(job, os.getpid()))
         try:
-            # The first submissions fork the workers; see `_ctrl_c_held`.
+            # The first submissions fork the workers, and a KeyboardInterrupt in the
+            # middle of any submission can leave the pool unable to shut down: Ctrl-C
+            # waits for the end of each (`_ctrl_c_held`), and lands in `result()`.
             with _ctrl_c_held():
                 pending = deque(pool.submit(_run, task) for task in islice(tasks, 2 * workers))
             while pending:
                 clusters, cells, n = pending.popleft().result()
                 for task in islice(tasks, 1):
-                    pending.append(pool.submit(_run, task))
+                    with _ctrl_c_held():
+                        pending.append(pool.submit(_run, task))
                 bar.update(n)
                 yield clusters, cells
         finally:
@@ -247,27 +301,78 @@ def _write_json(path: Path, content: Mapping[str, Any]) -> None:
     atomic.write_text(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
+def _file_facts(path: Path) -> dict[str, Any]:
+    """What identifies a file's contents: its size and SHA-256."""
+    return {"size": path.stat().st_size, "sha256": _sha256(path)}
+
+
 def _reusable(path: Path, configuration: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is the file its sidecar describes, made with ``configuration``."""
     sidecar = _sidecar(path)
-    if not (path.exists() and sidecar.exists()):
+    if not (path.is_file() and sidecar.is_file()):
         return False
     try:
-        return json.loads(sidecar.read_text()).get("configuration") == _jsonable(configuration)
-    except (OSError, json.JSONDecodeError):
+        recorded = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        logger.info("%s: its sidecar %s is unreadable; making it again", path, sidecar)
         return False
+    if not isinstance(recorded, dict) or recorded.get("configuration") != _jsonable(configuration):
+        return False
+    # A crash between the sidecar and the rename, a truncated copy, an edit:
+    # the configuration matches but the file is not the one it describes.
+    facts = recorded.get("file")
+    if not isinstance(facts, dict) or facts.get("size") != path.stat().st_size:
+        logger.info("%s: not the file its sidecar describes (size); making it again", path)
+        return False
+    if facts.get("sha256") != _sha256(path):
+        logger.info("%s: not the file its sidecar describes (SHA-256); making it again", path)
+        return False
+    return True
+
+
+def check_output(path: str | os.PathLike, *, suffix: str = ".root") -> Path:
+    """Check, before any work, that a sample can be written to ``path``.
+
+    Refuses, with `calotools.errors.OutputPathError`: a name without ``suffix``
+    (``x.json`` would be its own sidecar), an existing folder, an existing file
+    that calotools did not make (no sidecar: real data is never replaced), and
+    a folder that cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        msg = f"{path} is a folder; give the sample file to write, e.g. {path / ('pi0' + suffix)}"
+        raise OutputPathError(msg)
+    if path.suffix != suffix:
+        msg = f"{path}: a sample file must end in {suffix} (its sidecar is {path.stem}.json)"
+        raise OutputPathError(msg)
+    if path.exists() and not _sidecar(path).is_file():
+        msg = (
+            f"{path} exists and was not made by calotools (it has no sidecar "
+            f"{_sidecar(path).name}); it is left as it is: remove it or choose another name"
+        )
+        raise OutputPathError(msg)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folder that would hold the new ones
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        msg = f"{path}: cannot write in {folder} (not a writable folder)"
+        raise OutputPathError(msg)
+    return path
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _describe(path: Path, configuration: Mapping[str, Any], **facts: Any) -> None:
+def _describe(path: Path, configuration: Mapping[str, Any], *, data: Path, **facts: Any) -> None:
+    """Write the sidecar of ``path`` from the complete file ``data`` (its temporary)."""
     _write_json(
         _sidecar(path),
         {
             "configuration": _jsonable(configuration),
             "calotools_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "file": _file_facts(data),
             **facts,
         },
     )
@@ -313,6 +418,9 @@ def make_sample(
         one per CPU core); the output is the same for any number.
     """
     path = Path(path)
+    if n_events < 1:
+        msg = f"n_events must be at least 1, got {n_events}"
+        raise InvalidValueError(msg)
     clustering = clustering or ClusteringConfig()
     configs = sample_configs(sample, n_events, seed=seed, **dict(simulation or {}))
     lcw_path = Path(lcw) if lcw is not None else None
@@ -326,17 +434,30 @@ def make_sample(
     if _reusable(path, configuration):
         logger.info("%s: reusing (made with the same configuration)", path)
         return path
+    check_output(path)
     if lcw_path is not None:
         LCWCalibration.load(lcw_path)  # a bad file fails here, before any work
     job = _Job(tuple(configs), clustering, lcw_path, keep_cells=False)
     n_clusters = 0
-    with ClusterWriter(path) as writer:
+    writer = ClusterWriter(path)
+    try:
         for clusters, _ in _reconstructed(job, progress, path.name, workers or default_workers()):
             writer.write(clusters)
             n_clusters += len(clusters)
-    _describe(
-        path, configuration, n_clusters=n_clusters, lcw_tables=str(lcw_path) if lcw_path else None
-    )
+        complete = writer.finish()
+        # The sidecar first: a crash before the rename leaves a sidecar that
+        # describes no file here, which `_reusable` sees; never the reverse.
+        _describe(
+            path,
+            configuration,
+            data=complete,
+            n_clusters=n_clusters,
+            lcw_tables=str(lcw_path) if lcw_path else None,
+        )
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
     logger.info("%s: %d events, %d clusters", path, n_events, n_clusters)
     return path
 
@@ -391,14 +512,17 @@ def make_lcw_tables(
     if _reusable(path, configuration):
         logger.info("%s: reusing (made with the same configuration)", path)
         return path
+    check_output(path, suffix=".npz")
     inputs = {
         sample: _calibration_inputs(
             sample, n_events, calibration_seed, clustering, progress, workers or default_workers()
         )
         for sample in ("pi0", "pipm")
     }
-    LCWCalibration.fit(pi0=inputs["pi0"], pipm=inputs["pipm"]).save(path)
-    _describe(path, configuration)
+    tables = LCWCalibration.fit(pi0=inputs["pi0"], pipm=inputs["pipm"])
+    with atomic.atomic_write(path) as complete:
+        tables.save(complete)
+        _describe(path, configuration, data=complete)  # before the rename, as in make_sample
     logger.info("%s: LCW tables from %d π0 and %d π± calibration events", path, n_events, n_events)
     return path
 
