@@ -108,7 +108,7 @@ def _baseline_rates(clusters, labels: np.ndarray) -> dict[str, dict[str, float]]
 
     n = len(clusters)
     start = time.perf_counter()
-    bdt = BDTModel.fit(clusters, "classify", labels=labels, max_iter=200, early_stopping=False)
+    bdt = BDTModel.fit(clusters, "classify", labels=labels, n_estimators=200)
     bdt_train = n / (time.perf_counter() - start)
     bdt_infer = n / timed(bdt.predict, clusters)
     pixels = np.concatenate([image.reshape(n, -1) for image in clusters.images.values()], axis=1)

@@ -5,10 +5,17 @@
   and after LCW calibration (``cluster_E_LCCalib``). They read branches and
   train nothing: `LCW_CLASSIFIER`, `EM_SCALE`, `LCW_ENERGY`.
 - **Boosted decision trees** on the cluster moments [THAIS2017], for both
-  tasks: `BDTModel`, scikit-learn's histogram gradient boosting. Trained by
+  tasks: `BDTModel`, LightGBM's gradient boosting. Trained by
   `calotools.training.train` (``model="bdt"``) on the same splits as the
-  networks, and saved as a model folder (``model.joblib`` + manifest) that
+  networks, and saved as a model folder (``model.txt`` + manifest) that
   `calotools.loading.load` restores.
+
+A BDT is saved in LightGBM's own text model format, not as a pickle, so that
+a model folder received from someone else is data: the file is parsed by
+LightGBM's C++ loader, which builds trees and constructs no Python objects,
+and it loads across LightGBM versions (binary wheels for every supported
+Python). calotools ≤ 0.2 pickled scikit-learn's estimator (``model.joblib``);
+such a folder loads only with ``trust=True``, since unpickling can run any code.
 
 All have ``task``, ``branches`` and ``predict(clusters)`` like a trained
 network: P(π±) for classifiers, the energy in GeV for regressions.
@@ -35,7 +42,7 @@ import numpy as np
 
 from calotools import artifacts, atomic
 from calotools.cuts import evaluate_feature, feature_branch
-from calotools.errors import BaselineError
+from calotools.errors import BaselineError, UntrustedFileError
 from calotools.ntuple import Clusters
 
 __all__ = [
@@ -67,7 +74,23 @@ BDT_FEATURES: tuple[str, ...] = (
     "cluster_ENG_FRAC_EM",
     "cluster_SIGNIFICANCE",
 )
-_JOBLIB = "model.joblib"
+_MODEL_FILE = "model.txt"
+_MODEL_FORMAT = "lightgbm-text"
+#: A full-size forest: 200 trees of 31 leaves, learning rate 0.1 (LightGBM's defaults
+#: but for the number of trees).
+_DEFAULT_PARAMS: dict[str, Any] = {"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31}
+#: Settings every fit gets: the same trees from the same seed, whatever the machine.
+_FIXED = {"deterministic": True, "force_col_wise": True, "verbose": -1}
+#: scikit-learn's names (calotools ≤ 0.2) → LightGBM's.
+_RENAMED = {
+    "max_iter": "n_estimators",
+    "max_leaf_nodes": "num_leaves",
+    "min_samples_leaf": "min_child_samples",
+    "l2_regularization": "reg_lambda",
+    "max_bins": "max_bin",
+    "random_state": "seed",
+    "early_stopping": "no early stopping (n_estimators trees are grown)",
+}
 
 
 def _column(clusters: Clusters, branch: str) -> np.ndarray:
@@ -121,6 +144,43 @@ LCW_ENERGY = BranchModel(
 # ---------------------------------------------------------------------------- BDT
 
 
+class _Pickled:
+    """A scikit-learn estimator of calotools ≤ 0.2, predicting like a LightGBM booster."""
+
+    def __init__(self, estimator: Any, task: str) -> None:
+        self.estimator, self.task = estimator, task
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        if self.task == "classify":
+            return self.estimator.predict_proba(inputs)[:, 1]
+        return self.estimator.predict(inputs)
+
+
+def _check_params(params: Mapping[str, Any]) -> None:
+    """Refuse the old scikit-learn names and names LightGBM does not know (it would ignore them)."""
+    import inspect
+
+    import lightgbm
+
+    for name in params:
+        if name in _RENAMED:
+            msg = (
+                f"BDT parameter {name!r} is scikit-learn's; calotools' BDTs are LightGBM's "
+                f"now: use {_RENAMED[name]}"
+            )
+            raise TypeError(msg)
+    known = set(inspect.signature(lightgbm.LGBMModel.__init__).parameters) - {"self", "kwargs"}
+    try:  # LightGBM's own parameter names and their aliases (private, hence guarded)
+        aliases = lightgbm.basic._ConfigAliases._get_all_param_aliases()
+        known |= set(aliases) | {a for names in aliases.values() for a in names}
+    except (AttributeError, TypeError):
+        pass
+    unknown = sorted(set(params) - known)
+    if unknown:
+        msg = f"unknown BDT parameters {unknown}; LightGBM's are e.g. {sorted(_DEFAULT_PARAMS)}"
+        raise TypeError(msg)
+
+
 class BDTModel(artifacts.FolderInfo):
     """Gradient-boosted decision trees on cluster moments, for either task.
 
@@ -131,7 +191,8 @@ class BDTModel(artifacts.FolderInfo):
     Parameters
     ----------
     estimator
-        A fitted ``HistGradientBoostingClassifier`` or ``…Regressor``.
+        A fitted ``lightgbm.Booster``: its ``predict`` gives P(π±) for a
+        classifier, ln(E_calib / E_EM) for a regression.
     features
         Feature expressions, in the estimator's column order.
     task
@@ -139,6 +200,8 @@ class BDTModel(artifacts.FolderInfo):
     """
 
     kind = "bdt"
+    #: Packages whose versions can change the predictions (`calotools.artifacts.check_versions`).
+    result_packages: tuple[str, ...] = ("calotools", "numpy", "lightgbm")
 
     def __init__(
         self,
@@ -190,7 +253,7 @@ class BDTModel(artifacts.FolderInfo):
         seed: int = 0,
         **params: Any,
     ) -> BDTModel:
-        """Train on ``clusters``.
+        """Train on ``clusters``; the same seed and data give the same trees.
 
         Parameters
         ----------
@@ -199,21 +262,26 @@ class BDTModel(artifacts.FolderInfo):
         features
             Feature expressions; default: the `BDT_FEATURES` the clusters have.
         params
-            Keywords of scikit-learn's ``HistGradientBoosting*`` (``max_iter``,
-            ``learning_rate``, ``max_leaf_nodes``, …).
+            Keywords of LightGBM's ``LGBMClassifier``/``LGBMRegressor``
+            (``n_estimators``, ``learning_rate``, ``num_leaves``, …); default
+            200 trees of 31 leaves, learning rate 0.1. The scikit-learn names
+            of calotools ≤ 0.2 (``max_iter``, …) and names LightGBM does not
+            know raise a `TypeError` (LightGBM would ignore them).
         """
-        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+        import lightgbm
 
+        _check_params(params)
         features = tuple(features or cls.usable_features(list(clusters.scalars.columns)))
         if not features:
             msg = f"no BDT feature among the clusters' branches; expected some of {BDT_FEATURES}"
             raise BaselineError(msg)
         inputs = cls.feature_matrix(clusters, features)
+        settings = {**_DEFAULT_PARAMS, **params, **_FIXED, "random_state": seed}
         if task == "classify":
             if labels is None:
                 msg = "a BDT classifier needs the labels (0 for π0, 1 for π±)"
                 raise BaselineError(msg)
-            estimator = HistGradientBoostingClassifier(random_state=seed, **params)
+            estimator = lightgbm.LGBMClassifier(**settings)
             targets = np.asarray(labels)
         elif task == "regress":
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -227,48 +295,106 @@ class BDTModel(artifacts.FolderInfo):
                     "select clusters with positive energies, e.g. cluster_E > 0"
                 )
                 raise BaselineError(msg)
-            estimator = HistGradientBoostingRegressor(random_state=seed, **params)
+            estimator = lightgbm.LGBMRegressor(**settings)
         else:
             msg = f"task must be 'classify' or 'regress', got {task!r}"
             raise BaselineError(msg)
-        estimator.fit(inputs, targets, sample_weight=sample_weight)
-        return cls(estimator, features, task)
+        estimator.fit(inputs, targets, sample_weight=sample_weight, feature_name=list(features))
+        return cls(estimator.booster_, features, task)
 
     def predict(self, clusters: Clusters) -> np.ndarray:
         """P(π±) for a classifier, the calibrated energy in GeV for a regression."""
         if len(clusters) == 0:
             return np.zeros(0)
-        inputs = self.feature_matrix(clusters, self.features)
+        raw = np.asarray(self.estimator.predict(self.feature_matrix(clusters, self.features)))
         if self.task == "classify":
-            return self.estimator.predict_proba(inputs)[:, 1]
-        return _column(clusters, "cluster_E") * np.exp(self.estimator.predict(inputs))
+            return raw.astype(np.float64)
+        return _column(clusters, "cluster_E") * np.exp(raw)
 
     def save(self, folder: str | os.PathLike, **manifest: Any) -> Path:
-        """Write ``model.joblib`` and the manifest into ``folder`` (created if needed)."""
-        import joblib
-
+        """Write ``model.txt``, ``versions.json`` and the manifest into ``folder`` (made if needed)."""
+        if isinstance(self.estimator, _Pickled):
+            msg = "a BDT of calotools ≤ 0.2 cannot be saved again; retrain it"
+            raise BaselineError(msg)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_write(folder / _JOBLIB) as tmp:
-            joblib.dump(self.estimator, tmp)
+        with atomic.atomic_write(folder / _MODEL_FILE) as tmp:
+            self.estimator.save_model(tmp)
+        artifacts.write_json(folder / artifacts.VERSIONS, artifacts.software_versions())
         fields: Mapping[str, Any] = {
             "name": self.name,
             "task": self.task,
-            "estimator": _JOBLIB,
+            "estimator": _MODEL_FILE,
+            "estimator_format": _MODEL_FORMAT,
             "features": list(self.features),
+            "versions": artifacts.VERSIONS,
             **manifest,
         }
         artifacts.write_manifest(folder, self.kind, **fields)
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> BDTModel:
-        """Restore a BDT saved with `save` (the folder must be trusted: joblib unpickles)."""
-        import joblib
+    def load(
+        cls, folder: str | os.PathLike, *, trust: bool = False, check_versions: bool = True
+    ) -> BDTModel:
+        """Restore a BDT saved with `save`.
+
+        Parameters
+        ----------
+        trust
+            Unpickle the ``model.joblib`` of a folder made by calotools ≤ 0.2.
+            Unpickling can run any code: pass True only for a folder you made
+            yourself.
+        check_versions
+            Warn (`calotools.errors.VersionMismatchWarning`) if the folder's
+            ``versions.json`` records other versions of calotools, NumPy or
+            LightGBM than are installed.
+
+        Raises
+        ------
+        calotools.errors.UntrustedFileError
+            For a pickled estimator without ``trust=True``.
+        calotools.errors.ArtifactError
+            If the manifest names a file outside the folder, or the model
+            file is not what the manifest says.
+        """
+        import lightgbm
 
         folder = Path(folder)
         manifest = artifacts.read_manifest(folder)
-        estimator = joblib.load(folder / manifest["estimator"])
-        return cls(
-            estimator, manifest["features"], manifest["task"], name=manifest["name"], folder=folder
-        )
+        path = artifacts.member_path(folder, manifest.get("estimator"), key="estimator")
+        features, task = manifest["features"], manifest["task"]
+        packages = cls.result_packages
+        kind = manifest.get("estimator_format")
+        if kind == _MODEL_FORMAT:
+            try:
+                estimator: Any = lightgbm.Booster(model_file=path)
+            except lightgbm.basic.LightGBMError as err:
+                msg = f"{path}: not a readable LightGBM model ({err})"
+                raise artifacts.ArtifactError(msg) from None
+            if estimator.feature_name() != list(features):
+                msg = (
+                    f"{path}: its trees take the features {estimator.feature_name()}, "
+                    f"but {folder / artifacts.MANIFEST} lists {features}"
+                )
+                raise artifacts.ArtifactError(msg)
+        elif kind is not None:
+            msg = f"{path}: unknown BDT format {kind!r} (expected {_MODEL_FORMAT!r})"
+            raise artifacts.ArtifactError(msg)
+        elif trust:  # no format recorded: a joblib pickle of calotools ≤ 0.2
+            import joblib
+
+            estimator = _Pickled(joblib.load(path), task)
+            packages = ("calotools", "numpy", "scikit-learn")
+        else:
+            msg = (
+                f"{path}: refusing to unpickle it, since unpickling a file can run any code "
+                "(a BDT of calotools ≤ 0.2 was a pickle). Pass trust=True only for a folder "
+                "you made yourself, or retrain the BDT"
+            )
+            raise UntrustedFileError(msg)
+        model = cls(estimator, features, task, name=manifest["name"], folder=folder)
+        model.result_packages = packages
+        if check_versions:
+            artifacts.check_versions({folder: packages})
+        return model

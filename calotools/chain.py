@@ -13,7 +13,8 @@ own regression, and a classifier decides which one a cluster gets:
 A chain is one saved object: a folder with its manifest and the three member
 models' folders inside it (``classifier/``, ``pi0/``, ``pipm/``), so it can be
 copied and loaded as a whole. The members are any calotools models (networks
-or BDTs).
+or BDTs). The manifest's member folders must lie inside the chain's folder
+(`calotools.artifacts.member_path`): a chain never loads a model from elsewhere.
 
 Examples
 --------
@@ -272,7 +273,17 @@ class CalibrationChain(artifacts.FolderInfo):
         """Role → folder of each member of the chain saved in ``folder``."""
         folder = Path(folder)
         manifest = artifacts.read_manifest(folder)
-        return {role: folder / manifest["members"][role] for role in MEMBERS}
+        members = manifest.get("members")
+        if not isinstance(members, dict) or set(MEMBERS) - set(members):
+            msg = (
+                f"{folder / artifacts.MANIFEST}: 'members' is {members!r}; expected the "
+                f"folders of {', '.join(MEMBERS)} inside the chain's folder"
+            )
+            raise artifacts.ArtifactError(msg)
+        return {
+            role: artifacts.member_path(folder, members[role], key=f"members.{role}")
+            for role in MEMBERS
+        }
 
     @classmethod
     def restore(

@@ -708,11 +708,11 @@ _register(
 _register(
     ModelSpec(
         "bdt",
-        "gradient-boosted decision trees on the cluster moments (scikit-learn)",
+        "gradient-boosted decision trees on the cluster moments (LightGBM)",
         "[THAIS2017] (Thais, 'Machine learning in ATLAS', 2017); calotools.baselines",
         kind="bdt",
-        sizes={"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31},
-        tiny={"max_iter": 10},
+        sizes={"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31},
+        tiny={"n_estimators": 10},
     )
 )
 
@@ -749,6 +749,8 @@ class KerasModel(artifacts.FolderInfo):
     """
 
     kind = "keras"
+    #: Packages whose versions can change the predictions (`calotools.artifacts.check_versions`).
+    result_packages: tuple[str, ...] = ("calotools", "numpy", "keras", "tensorflow")
 
     def __init__(
         self,
@@ -800,14 +802,47 @@ class KerasModel(artifacts.FolderInfo):
         return self.preprocessing.inverse_target(raw, clusters)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> KerasModel:
-        """Restore a model saved by `calotools.training.train`."""
+    def load(cls, folder: str | os.PathLike, *, check_versions: bool = True) -> KerasModel:
+        """Restore a model saved by `calotools.training.train`.
+
+        The network loads in Keras' safe mode, which refuses layers that hold
+        Python code (``Lambda``), and only from inside ``folder``.
+
+        Parameters
+        ----------
+        check_versions
+            Warn (`calotools.errors.VersionMismatchWarning`) if the folder's
+            ``versions.json`` records other versions of calotools, NumPy,
+            Keras or TensorFlow than are installed.
+
+        Raises
+        ------
+        calotools.errors.ArtifactError
+            If the manifest names a file outside the folder, or the
+            preprocessing file is not a valid recipe.
+        """
         keras = backend.keras()
 
         folder = Path(folder)
         manifest = artifacts.read_manifest(folder)
-        network = keras.models.load_model(folder / manifest["network"], compile=False)
-        prep = Preprocessing.load(folder / manifest["preprocessing"])
+        network_path = artifacts.member_path(folder, manifest.get("network"), key="network")
+        prep_path = artifacts.member_path(
+            folder, manifest.get("preprocessing"), key="preprocessing"
+        )
+        # Read before the network: a broken recipe is cheaper to report.
+        recipe = artifacts.read_json(prep_path)
+        if not isinstance(recipe, dict):
+            msg = (
+                f"{prep_path}: expected a JSON object (a preprocessing recipe), got {recipe!r:.60}"
+            )
+            raise artifacts.ArtifactError(msg)
+        try:
+            prep = Preprocessing.from_dict(recipe)
+        except (TypeError, ValueError) as err:  # PreprocessingError is a ValueError
+            raise artifacts.ArtifactError(f"{prep_path}: {err}") from None
+        network = keras.models.load_model(network_path, compile=False, safe_mode=True)
+        if check_versions:
+            artifacts.check_versions({folder: cls.result_packages})
         return cls(network, prep, name=manifest["name"], task=manifest["task"], folder=folder)
 
 

@@ -9,7 +9,7 @@ folder:
 
 ====================  ==========================================================
 ``model.json``        manifest: kind, registry name, task, sample, file names
-``model.keras``       the network at its best validation loss (BDT: ``model.joblib``)
+``model.keras``       the network at its best validation loss (BDT: ``model.txt``)
 ``preprocessing.json``  the fitted `Preprocessing`
 ``split.npz``         the train/validation/test clusters (`calotools.data.Split`)
 ``training.json``     the `TrainingConfig`
@@ -55,7 +55,7 @@ import pandas as pd
 from calotools import artifacts, atomic, backend, data, evaluation, loading, models, ntuple
 from calotools.baselines import BDTModel
 from calotools.cuts import feature_branch
-from calotools.errors import MissingFileError, TrainingError
+from calotools.errors import ArtifactError, MissingFileError, OutputPathError, TrainingError
 from calotools.predictor import TrainedModel
 from calotools.preprocessing import Preprocessing
 
@@ -576,6 +576,7 @@ def train(
     out = Path(out)
     partial = atomic.partial_folder(out)
 
+    _check_out(out, overwrite)
     if overwrite and partial.exists():
         shutil.rmtree(partial)
     state = _resume_state(out, partial, config, overwrite)
@@ -641,6 +642,38 @@ def _manifest_files(config: TrainingConfig) -> dict[str, str]:
         for key in ("network", "preprocessing", "history"):
             files.pop(key)
     return files
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an output that training would destroy or cannot write.
+
+    ``overwrite`` replaces only a folder calotools made: one with a calotools
+    ``model.json`` or the run's ``training.json``. A data folder, or anything
+    else, is left intact.
+    """
+    if out.exists() and not out.is_dir():
+        msg = f"{out} is a file, not a model folder; choose another output folder"
+        raise OutputPathError(msg)
+    if overwrite and out.is_dir():
+        ours = (out / _FILES["training"]).is_file()
+        try:
+            artifacts.read_manifest(out)
+            ours = True
+        except ArtifactError:
+            pass
+        if not ours:
+            held = ", ".join(sorted(p.name for p in out.iterdir())[:5]) or "nothing"
+            msg = (
+                f"{out} was not made by calotools (no model.json or training.json; it holds "
+                f"{held}); --overwrite replaces only calotools model folders, so it is left intact"
+            )
+            raise OutputPathError(msg)
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        msg = f"{out}: cannot write in {parent} (not a writable folder)"
+        raise OutputPathError(msg)
 
 
 def _resume_state(

@@ -64,14 +64,14 @@ def test_a_bdt_on_the_moments_separates_the_pions(held_out):
     train = ntuple.Clusters.concat(
         [pion_clusters(400, "pi0", seed=1), pion_clusters(400, "pipm", seed=2)]
     )
-    bdt = BDTModel.fit(train, "classify", labels=np.repeat([0, 1], 400), max_iter=30)
+    bdt = BDTModel.fit(train, "classify", labels=np.repeat([0, 1], 400), n_estimators=30)
     clusters, labels = held_out
     assert metrics.auc(labels, bdt.predict(clusters)) > 0.95
     assert "cluster_ENG_FRAC_EM" in bdt.features
 
 
 def test_a_bdt_regression_calibrates_the_pipm_energy(held_out):
-    bdt = BDTModel.fit(pion_clusters(600, "pipm", seed=3), "regress", max_iter=30)
+    bdt = BDTModel.fit(pion_clusters(600, "pipm", seed=3), "regress", n_estimators=30)
     clusters, labels = held_out
     pipm = clusters[labels == 1]
     response = bdt.predict(pipm) / pipm.scalars["cluster_ENG_CALIB_TOT"].to_numpy()
@@ -84,7 +84,7 @@ def test_a_bdt_uses_the_moments_the_files_have():
     clusters = pion_clusters(200, "pi0")
     clusters.scalars = clusters.scalars.drop(columns=OPTIONAL_MOMENTS)
     labels = np.arange(200) % 2
-    bdt = BDTModel.fit(clusters, "classify", labels=labels, max_iter=5)
+    bdt = BDTModel.fit(clusters, "classify", labels=labels, n_estimators=5)
     assert not set(OPTIONAL_MOMENTS) & set(bdt.features)
     assert "cluster_CENTER_LAMBDA" in bdt.features
 
@@ -92,8 +92,8 @@ def test_a_bdt_uses_the_moments_the_files_have():
 def test_a_bdt_trains_on_the_same_split_as_the_networks_and_saves_as_a_model(
     data_folder, tmp_path, held_out
 ):
-    bdt = training.train("bdt", data_folder, tmp_path / "bdt", model_kwargs={"max_iter": 20})
-    assert (tmp_path / "bdt" / "model.joblib").exists()
+    bdt = training.train("bdt", data_folder, tmp_path / "bdt", model_kwargs={"n_estimators": 20})
+    assert (tmp_path / "bdt" / "model.txt").exists()
     samples = {"pi0": data_folder / "pi0.root", "pipm": data_folder / "pipm.root"}
     expected = data.split(
         data.select(samples, data.SelectionConfig(cut=training.DEFAULT_CUT, balance=True))
@@ -107,7 +107,7 @@ def test_a_bdt_trains_on_the_same_split_as_the_networks_and_saves_as_a_model(
 
 
 def test_the_test_metrics_put_the_model_next_to_lcw_on_the_same_clusters(data_folder, tmp_path):
-    bdt = training.train("bdt", data_folder, tmp_path / "bdt", model_kwargs={"max_iter": 20})
+    bdt = training.train("bdt", data_folder, tmp_path / "bdt", model_kwargs={"n_estimators": 20})
     results = bdt.test_metrics
     n_test = len(bdt.split["test"])
     assert results["model"]["n"] == results["baselines"]["lcw"]["n"] == n_test

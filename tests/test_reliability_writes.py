@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sample_factory import write_samples
 
 from calotools import atomic, ntuple
 from calotools.errors import CalibrationFileError, OutputPathError
@@ -218,3 +219,15 @@ def test_a_live_process_keeps_its_temporary(tmp_path):
     assert mine.exists()
     assert other_host.exists()
     assert parent.exists()
+
+
+def test_train_overwrite_leaves_a_data_folder_intact(tmp_path):
+    """`train --out DATA --overwrite` on a data folder refuses and deletes nothing."""
+    from calotools import training
+
+    files = write_samples(tmp_path / "data", n_pi0=50, n_pipm=50)
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    with pytest.raises(OutputPathError, match="left intact"):
+        training.train("bdt", tmp_path / "data", tmp_path / "data", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
+    assert all(path.exists() for path in files.values())

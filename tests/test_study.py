@@ -79,14 +79,14 @@ def test_the_notebook_selection_trains_and_tests_the_models(
     context = study.StudyContext(
         data=study.dataset(data_folder), quick=True, selection=SELECTION, models=tmp_path
     )
-    model = context.trained("bdt", "classify", model_kwargs={"max_iter": 5})
+    model = context.trained("bdt", "classify", model_kwargs={"n_estimators": 5})
     assert model.folder == context.model_folder("bdt", "classify")
     assert model.split["test"].cut == SELECTION
     table = study.predictions_on_test(model, extra_branches=["cluster_E"])
     assert len(table) > 0
     assert (table["cluster_E"] > 5).all()
     default = study.StudyContext(data=context.data, quick=True, models=tmp_path)
-    everything = default.trained("bdt", "classify", model_kwargs={"max_iter": 5})
+    everything = default.trained("bdt", "classify", model_kwargs={"n_estimators": 5})
     assert everything.folder != model.folder
     assert len(everything.split["test"]) > len(model.split["test"])
 
@@ -96,7 +96,7 @@ def test_the_regression_table_puts_every_method_on_the_same_clusters(
 ):
     context = study.StudyContext(data=study.dataset(data_folder), quick=True, models=tmp_path)
     models = {
-        name: context.trained("bdt", "regress", "pipm", model_kwargs={"max_iter": iterations})
+        name: context.trained("bdt", "regress", "pipm", model_kwargs={"n_estimators": iterations})
         for name, iterations in (("bdt", 5),)
     }
     table = study.regression_table(models)

@@ -106,7 +106,7 @@ def test_clusters_with_a_negative_energy_are_left_out(tmp_path):
     pi0.scalars.loc[:9, "cluster_E"] = -0.1
     ntuple.write_clusters(tmp_path / "pi0.root", pi0)
     ntuple.write_clusters(tmp_path / "pipm.root", pipm)
-    model = training.train("bdt", tmp_path, tmp_path / "bdt", model_kwargs={"max_iter": 5})
+    model = training.train("bdt", tmp_path, tmp_path / "bdt", model_kwargs={"n_estimators": 5})
     used = np.concatenate([model.split[part].ids for part in model.split])
     pi0_file = [f.sample for f in model.split["train"].files].index("pi0")
     assert not np.isin(np.arange(10), used[used[:, 0] == pi0_file, 1]).any()
@@ -283,7 +283,7 @@ def test_a_folder_holding_another_model_is_not_overwritten(keras, data_folder, t
 def chain_members(data_folder, tmp_path_factory):
     """A BDT classifier and a BDT regression per class, trained on the same data."""
     folder = tmp_path_factory.mktemp("members")
-    bdt = {"max_iter": 30}
+    bdt = {"n_estimators": 30}
     training.train("bdt", data_folder, folder / "classifier", model_kwargs=bdt)
     for sample in ("pi0", "pipm"):
         training.train(
