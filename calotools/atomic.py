@@ -43,10 +43,13 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from calotools.errors import OutputPathError
+
 __all__ = [
     "PendingFile",
     "atomic_folder",
     "atomic_write",
+    "check_writable",
     "commit_folder",
     "copy_file",
     "partial_folder",
@@ -59,6 +62,23 @@ __all__ = [
 def _host() -> str:
     # Dots separate the parts of a temporary name; a host name keeps its first label.
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Check, before any work, that ``path`` can be made; returns the folder that will hold it.
+
+    The nearest existing folder above ``path`` must be a writable folder
+    (missing folders below it are made when writing); otherwise
+    `calotools.errors.OutputPathError` names both.
+    """
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        msg = f"{path}: cannot write in {folder} (not a writable folder)"
+        raise OutputPathError(msg)
+    return folder
 
 
 def temporary_path(path: str | os.PathLike) -> Path:

@@ -668,12 +668,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
                 f"{held}); --overwrite replaces only calotools model folders, so it is left intact"
             )
             raise OutputPathError(msg)
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        msg = f"{out}: cannot write in {parent} (not a writable folder)"
-        raise OutputPathError(msg)
+    atomic.check_writable(out)
 
 
 def _resume_state(

@@ -351,12 +351,7 @@ def check_output(path: str | os.PathLike, *, suffix: str = ".root") -> Path:
             f"{_sidecar(path).name}); it is left as it is: remove it or choose another name"
         )
         raise OutputPathError(msg)
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # the folder that would hold the new ones
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        msg = f"{path}: cannot write in {folder} (not a writable folder)"
-        raise OutputPathError(msg)
+    atomic.check_writable(path)
     return path
 
 
