@@ -36,6 +36,7 @@ False
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -54,6 +55,7 @@ __all__ = [
     "copy_file",
     "partial_folder",
     "remove_stale_temporaries",
+    "sha256",
     "temporary_path",
     "write_text",
 ]
@@ -225,3 +227,16 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     commit_folder(partial, folder)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's content, read in 1 MiB blocks (an ntuple may exceed the memory).
+
+    What a sidecar records of its data file, and how two input files are found
+    to be copies of each other.
+    """
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

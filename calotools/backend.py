@@ -81,6 +81,29 @@ def _log_level() -> int:
         raise InvalidValueError(msg) from None
 
 
+class _StandInStderr:
+    """``sys.stderr`` while descriptor 2 is captured, and where it points afterwards.
+
+    It writes to ``target``: a duplicate of the original descriptor during the
+    capture, then the user's own ``sys.stderr``. TensorFlow binds its logger's
+    handler to the ``sys.stderr`` of the moment it is imported, so this object
+    must keep working after the capture ends, or every later TensorFlow
+    warning would be a "--- Logging error ---" about a closed file.
+    """
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def write(self, text: str) -> int:
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
 def _load_tensorflow(min_level: int) -> None:
     """Import TensorFlow and find its devices, C-level stderr filtered meanwhile.
 
@@ -92,9 +115,11 @@ def _load_tensorflow(min_level: int) -> None:
     python_stderr = sys.stderr
     python_stderr.flush()
     saved = os.dup(2)
+    stand_in = None
     with tempfile.TemporaryFile() as captured:
         if python_stderr is sys.__stderr__:  # a terminal or a log, not a Jupyter kernel
-            sys.stderr = open(saved, "w", closefd=False)  # noqa: SIM115 - closed below
+            stand_in = _StandInStderr(open(saved, "w", closefd=False))  # noqa: SIM115 - closed below
+            sys.stderr = stand_in
         os.dup2(captured.fileno(), 2)
         try:
             tf = extras.tensorflow()
@@ -102,8 +127,9 @@ def _load_tensorflow(min_level: int) -> None:
             tf.config.list_physical_devices()
         finally:
             os.dup2(saved, 2)
-            if sys.stderr is not python_stderr:
-                sys.stderr.close()
+            if stand_in is not None:
+                stand_in.target.close()
+                stand_in.target = python_stderr
                 sys.stderr = python_stderr
             os.close(saved)
             captured.seek(0)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from calotools._argtypes import positive_int
 from calotools.errors import CalotoolsError
 
 __all__ = ["main"]
@@ -28,6 +29,11 @@ def _info(args: argparse.Namespace) -> int:
     size_mb = sum(path.stat().st_size for path in paths) / 1e6
     print(f"{len(paths)} file(s), {size_mb:.1f} MB, {len(clusters)} clusters", end="")
     print(f" passing {args.cut!r}" if args.cut else "")
+    if len(clusters) == 0:
+        entries = sum(ntuple.ChunkReader(path, []).num_entries for path in paths)
+        why = f"none of their {entries} entries passes the cut" if entries else "no entries"
+        print(f"nothing to summarise: {why}")
+        return 0
     print(f"images: {', '.join(f'{n}{list(a.shape[1:])}' for n, a in clusters.images.items())}")
     with pd.option_context("display.width", 120, "display.max_rows", 200):
         print(
@@ -36,18 +42,6 @@ def _info(args: argparse.Namespace) -> int:
             )
         )
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        msg = f"expected a whole number of at least 1, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value < 1:
-        msg = f"must be at least 1, got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -96,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="summarise cluster ntuples (ROOT files)")
     info.add_argument("files", nargs="+", help="files, folders or glob patterns")
     info.add_argument("--cut", help="selection, e.g. 'cluster_E > 0.5 and abs(cluster_Eta) < 0.7'")
-    info.add_argument("--entry-stop", type=int, help="read at most this many entries")
+    info.add_argument(
+        "--entry-stop", type=positive_int, help="read at most this many entries (at least 1)"
+    )
     info.set_defaults(run=_info)
 
     simulate = commands.add_parser(
@@ -107,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         "Set CALOTOOLS_QUICK=1 for small samples.",
     )
     simulate.add_argument("--sample", choices=["pi0", "pipm", "gamma"], help="particle gun")
-    simulate.add_argument("--n", type=int, help="number of events (default: 100000; quick: 4000)")
+    simulate.add_argument(
+        "--n", type=positive_int, help="number of events (default: 100000; quick: 4000)"
+    )
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     simulate.add_argument("--out", help="output ROOT file")
     simulate.add_argument("--lcw", help="LCW tables to apply (from --default DIR/lcw_tables.npz)")
@@ -115,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--e-max", type=float, default=2000.0, help="highest energy, GeV")
     simulate.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         help="worker processes (default: one per CPU core); the output is the same for any number",
     )
     simulate.add_argument(
@@ -169,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A `calotools.errors.CalotoolsError` (a file, branch, argument or
     configuration the user can fix) is printed as one line with exit status 2;
-    anything else is a bug and keeps its traceback.
+    anything else is a bug and keeps its traceback. Ctrl-C ends with one line
+    (for ``train``: how to resume) and exit status 130, as shells expect.
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -179,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CalotoolsError as err:
         print(f"calotools {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        detail = f"; {err}" if str(err) else ""
+        print(f"calotools {args.command}: interrupted{detail}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

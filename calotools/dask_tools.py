@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from calotools import backend, extras, ntuple
+from calotools import backend, extras, models, ntuple
 from calotools.cuts import branches_in, feature_branch
 from calotools.data import (
     DEFAULT_CUT,
@@ -230,9 +230,7 @@ def _keras_model(path: str) -> tuple[Any, threading.Lock]:
     key = (path, Path(path).stat().st_mtime)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            keras = backend.keras()
-
-            _MODELS[key] = (keras.models.load_model(path, compile=False), threading.Lock())
+            _MODELS[key] = (models.load_network(path, compile=False), threading.Lock())
         return _MODELS[key]
 
 

@@ -208,17 +208,61 @@ def _check_finite_columns(columns: Mapping[str, np.ndarray], where: str, why: st
 # ---------------------------------------------------------------------------- samples
 
 
+def _check_distinct_content(files: Sequence[tuple[Path, str]]) -> None:
+    """No two of ``files`` ((path, sample)) hold the same bytes under different names.
+
+    A copy given as the other class (``cp pi0.root pipm.root``) trains a
+    classifier on identical inputs with opposite labels, and a copy within one
+    sample counts its clusters twice. Only files of equal size can be equal,
+    so only those are read and hashed.
+    """
+    by_size: dict[int, list[tuple[Path, str]]] = {}
+    for path, sample in files:
+        by_size.setdefault(path.stat().st_size, []).append((path, sample))
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        first_with: dict[str, tuple[Path, str]] = {}
+        for path, sample in group:
+            digest = atomic.sha256(path)
+            if digest in first_with:
+                earlier, earlier_sample = first_with[digest]
+                why = (
+                    f"a file of sample {sample!r} given twice counts its clusters twice"
+                    if sample == earlier_sample
+                    else "the two classes must come from different files"
+                )
+                msg = (
+                    f"{path} (sample {sample!r}) has the same content as {earlier} "
+                    f"(sample {earlier_sample!r}); {why}"
+                )
+                raise DataError(msg)
+            first_with[digest] = (path, sample)
+
+
 def sample_files(
     samples: Mapping[str, ntuple.FileSpec], labels: Mapping[str, int] = SAMPLE_LABELS
 ) -> list[tuple[Path, str, int]]:
     """(path, sample, label) of every file of every sample, in order.
 
-    Raises `DataError` for an unknown sample name and for a file given in two samples.
+    Every file must be a different one, by path and by content; the files of
+    one sample must have the same branches, and all files the same image
+    branches and shapes (read from their metadata, before any cluster is).
+
+    Raises
+    ------
+    DataError
+        For an unknown sample name, a file given twice (in two samples or in
+        one) and two files with the same content (a copy under another name).
+    NtupleError
+        For a file that is not a readable ntuple, and for files that disagree
+        on their branches or image shapes.
     """
     if not samples:
         msg = f"no samples given; expected e.g. {{'pi0': files, 'pipm': files}} ({list(labels)})"
         raise DataError(msg)
     seen: dict[Path, str] = {}
+    given: list[tuple[Path, str]] = []
     result = []
     for sample, spec in samples.items():
         if sample not in labels:
@@ -227,10 +271,25 @@ def sample_files(
         for path in ntuple.resolve_files(spec):
             key = path.resolve()
             if key in seen:
-                msg = f"{path} is given both as {seen[key]!r} and as {sample!r}"
+                where = (
+                    f"listed twice in sample {sample!r}"
+                    if seen[key] == sample
+                    else f"given both as {seen[key]!r} and as {sample!r}"
+                )
+                msg = f"{path} is {where}; every file may be read once"
                 raise DataError(msg)
             seen[key] = sample
+            given.append((path, sample))
             result.append((key, sample, labels[sample]))
+    _check_distinct_content(given)
+    named = {path: f"{path} (sample {sample!r})" for path, sample in given}
+    for sample in samples:
+        own = [path for path, of in given if of == sample]
+        ntuple.check_same_layout(own, names=[named[path] for path in own])
+    # The samples may differ in other branches (one made without LCW tables
+    # lacks the LCW weights); what a model reads is checked when it is read.
+    firsts = [next(path for path, of in given if of == sample) for sample in samples]
+    ntuple.check_same_layout(firsts, names=[named[path] for path in firsts], images_only=True)
     return result
 
 
@@ -592,8 +651,11 @@ def select(
     Raises
     ------
     DataError
-        For a cut naming a branch a file lacks, NaN/inf in a branch the cut
-        uses, or a sample with no cluster passing the cut.
+        For a file given twice or a copy of one (`sample_files`), a cut naming
+        a branch a file lacks, NaN/inf in a branch the cut uses, or a sample
+        with no cluster passing the cut.
+    NtupleError
+        For files that disagree on their branches or image shapes.
     """
     config = config or SelectionConfig()
     files = sample_files(samples, labels)

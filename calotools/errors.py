@@ -33,6 +33,7 @@ __all__ = [
     "ChainError",
     "CutError",
     "DataError",
+    "Interrupted",
     "InvalidTypeError",
     "InvalidValueError",
     "LoaderWarning",
@@ -138,6 +139,17 @@ class CalibrationInputError(CalotoolsError, ValueError):
 
 class CalibrationFileError(CalotoolsError, ValueError):
     """A file that is not a readable LCW calibration, with the reason."""
+
+
+# ---------------------------------------------------------------------------- interruptions
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a long run; the message says what was kept and how to go on.
+
+    Still a `KeyboardInterrupt` (so it stops a script or a notebook cell as
+    Ctrl-C does), and ``calotools ...`` prints it as one line, exit status 130.
+    """
 
 
 # ---------------------------------------------------------------------------- warnings

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ __all__ = [
     "available",
     "build",
     "compile_model",
+    "load_network",
     "save_network",
     "spec",
 ]
@@ -733,6 +735,29 @@ def save_network(network: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
+def load_network(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
+    """Load a Keras model saved by `save_network` (``safe_mode``: no code from the file).
+
+    Raises
+    ------
+    ArtifactError
+        For a missing file or one that is not a complete ``.keras`` archive
+        (truncated, or another kind of file), naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise artifacts.ArtifactError(f"{path}: no such Keras model file")
+    # Keras says "File not found" for a damaged archive too; a .keras file is a zip.
+    if not zipfile.is_zipfile(path):
+        msg = (
+            f"{path}: damaged Keras model file ({path.stat().st_size} bytes, not a complete "
+            ".keras zip archive: truncated, or not a Keras file)"
+        )
+        raise artifacts.ArtifactError(msg)
+    keras = backend.keras()
+    return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
 class KerasModel(artifacts.FolderInfo):
     """A trained network with its preprocessing: predicts from clusters directly.
 
@@ -821,8 +846,6 @@ class KerasModel(artifacts.FolderInfo):
             If the manifest names a file outside the folder, or the
             preprocessing file is not a valid recipe.
         """
-        keras = backend.keras()
-
         folder = Path(folder)
         manifest = artifacts.read_manifest(folder)
         network_path = artifacts.member_path(folder, manifest.get("network"), key="network")
@@ -840,7 +863,7 @@ class KerasModel(artifacts.FolderInfo):
             prep = Preprocessing.from_dict(recipe)
         except (TypeError, ValueError) as err:  # PreprocessingError is a ValueError
             raise artifacts.ArtifactError(f"{prep_path}: {err}") from None
-        network = keras.models.load_model(network_path, compile=False, safe_mode=True)
+        network = load_network(network_path, compile=False)
         if check_versions:
             artifacts.check_versions({folder: cls.result_packages})
         return cls(network, prep, name=manifest["name"], task=manifest["task"], folder=folder)

@@ -50,6 +50,7 @@ __all__ = [
     "Clusters",
     "NonFiniteWarning",
     "NtupleError",
+    "check_same_layout",
     "iterate_clusters",
     "read_clusters",
     "resolve_files",
@@ -390,6 +391,105 @@ def _check_images(tree: _Tree, names: Mapping[str, str]) -> None:
             raise NtupleError(msg)
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What a file offers, by canonical name: its image branches with their shapes, and the rest."""
+
+    images: Mapping[str, tuple[int, ...]]
+    others: frozenset[str]
+
+
+def _layout(tree: _Tree) -> _Layout:
+    """The layout of ``tree``, from the file's metadata alone (no entry is read)."""
+    available = _branch_map(tree)
+    return _Layout(
+        images={
+            name: tree.inner_shape(in_file)
+            for name, in_file in available.items()
+            if name in IMAGE_BRANCHES
+        },
+        others=frozenset(name for name in available if name not in IMAGE_BRANCHES),
+    )
+
+
+def _names(names: Iterable[str]) -> str:
+    ordered = sorted(names)
+    label = "branch" if len(ordered) == 1 else "branches"
+    return f"the {label} {', '.join(map(repr, ordered))}"
+
+
+def _layout_differences(
+    first: _Layout, first_name: str, other: _Layout, name: str, *, images_only: bool = False
+) -> list[str]:
+    """What ``other`` (called ``name``) has or lacks compared with ``first``, one phrase each."""
+    differences = []
+    for image in sorted(first.images.keys() - other.images.keys()):
+        differences.append(f"{name} lacks the image branch {image!r} that {first_name} has")
+    for image in sorted(other.images.keys() - first.images.keys()):
+        differences.append(f"{name} has the image branch {image!r} that {first_name} lacks")
+    for image in sorted(first.images.keys() & other.images.keys()):
+        if first.images[image] != other.images[image]:
+            differences.append(
+                f"image {image!r} is {first.images[image]} in {first_name} "
+                f"but {other.images[image]} in {name}"
+            )
+    if images_only:
+        return differences
+    if missing := first.others - other.others:
+        differences.append(f"{name} lacks {_names(missing)} that {first_name} has")
+    if extra := other.others - first.others:
+        differences.append(f"{name} has {_names(extra)} that {first_name} lacks")
+    return differences
+
+
+def check_same_layout(
+    paths: Sequence[Path],
+    tree: str = TREE_NAME,
+    *,
+    names: Sequence[str] | None = None,
+    images_only: bool = False,
+) -> None:
+    """Every file's tree has the branches of the first file's, and its images the same shapes.
+
+    Files that are read together (the files of one sample, those of a
+    `read_clusters` call) must agree, or a branch one of them lacks is found
+    only when a model needs it. Only metadata is read: cheap even for many files.
+
+    Parameters
+    ----------
+    paths
+        The files, the first one being the reference.
+    tree
+        Name of the tree.
+    names
+        How to call each file in a message (e.g. ``"pipm.root (sample 'pipm')"``);
+        default: its path.
+    images_only
+        Compare the image branches and their shapes only (files of different
+        samples may differ in other branches, e.g. a sample made without LCW
+        tables lacks the LCW weights).
+
+    Raises
+    ------
+    NtupleError
+        Naming both files and every difference between them.
+    """
+    if names is None:
+        names = [str(path) for path in paths]
+    if len(paths) < 2:
+        return
+    first = _layout(_open_tree(paths[0], tree))
+    for path, name in zip(paths[1:], names[1:], strict=True):
+        other = _layout(_open_tree(path, tree))
+        differences = _layout_differences(first, names[0], other, name, images_only=images_only)
+        if differences:
+            msg = (
+                f"{'; '.join(differences)}; files read together must have the same "
+                "branches and image shapes"
+            )
+            raise NtupleError(msg)
+
+
 def _select_branches(
     available: Mapping[str, str], branches: Sequence[str] | None, cut: str | None, path: Path
 ) -> tuple[list[str], list[str]]:
@@ -510,7 +610,8 @@ def read_clusters(
         A path, a glob pattern, a folder (its ``*.root`` files) or a list of those.
     branches
         Branches to return (legacy names accepted); default: every scalar and
-        image branch of the first file, less the ignored legacy ones.
+        image branch of the first file, less the ignored legacy ones, which
+        every other file must have too, with the same image shapes, and no more.
     cut
         Selection expression on branch names (see `calotools.cuts`), e.g.
         ``"abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2"``.
@@ -527,10 +628,19 @@ def read_clusters(
     Clusters
         Scalars as a DataFrame (canonical branch names) and images as float32
         arrays shaped (N, n_η, n_φ).
+
+    Raises
+    ------
+    NtupleError
+        For a file that cannot be read or lacks a branch asked for, and, with
+        ``branches=None``, for files that disagree on their branches or image
+        shapes (naming both files and what differs).
     """
     paths = resolve_files(files)
     if branches is None:
-        # Every file must offer what the first one does, so the columns agree.
+        # Every file must offer what the first one does, so the columns agree;
+        # checked before reading, naming both files.
+        check_same_layout(paths, tree)
         _, first_wanted, _ = _prepare(paths[0], tree, None, None)
         branches = first_wanted
     parts = list(

@@ -123,21 +123,48 @@ def _layer_shape(name: str) -> tuple[int, int]:
 # ---------------------------------------------------------------------------- checks
 
 
+def _which(bad_rows: np.ndarray, entries: np.ndarray | None) -> str:
+    """``"rows 3, 7"`` or ``"entries 1200, 1207, …"``: the first few clusters affected."""
+    first = bad_rows[:5] if entries is None else np.asarray(entries)[bad_rows[:5]]
+    label = "rows" if entries is None else "entries"
+    return f"{label} {', '.join(map(str, first))}{', …' if len(bad_rows) > 5 else ''}"
+
+
 def _check_finite(values: np.ndarray, what: str, where: str, entries: np.ndarray | None) -> None:
     """Raise, saying which, where and how many, if ``values`` has NaN or inf."""
     finite = np.isfinite(values)
     if finite.all():
         return
     bad_rows = np.flatnonzero(~finite.reshape(len(values), -1).all(axis=1))
-    first = bad_rows[:5] if entries is None else np.asarray(entries)[bad_rows[:5]]
-    label = "rows" if entries is None else "entries"
     place = f"{where}: " if where else ""
     msg = (
         f"{place}{what} has {int(np.count_nonzero(~finite))} non-finite (NaN or inf) values in "
-        f"{len(bad_rows)} clusters ({label} {', '.join(map(str, first))}"
-        f"{', …' if len(bad_rows) > 5 else ''}); model inputs and targets must be finite"
+        f"{len(bad_rows)} clusters ({_which(bad_rows, entries)}); model inputs and targets "
+        "must be finite"
     )
     raise PreprocessingError(msg)
+
+
+def _check_log_domain(
+    features: np.ndarray, expressions: Sequence[str], where: str, entries: np.ndarray | None
+) -> None:
+    """Raise with a hint if a logarithm feature met a branch value ≤ 0.
+
+    The branches are finite by now, so a non-finite feature is log(x ≤ 0):
+    clusters that the training cut (``cluster_E > 0`` by default) removes.
+    """
+    for column, expression in enumerate(expressions):
+        bad_rows = np.flatnonzero(~np.isfinite(features[:, column]))
+        if len(bad_rows):
+            branch = feature_branch(expression)
+            place = f"{where}: " if where else ""
+            msg = (
+                f"{place}{expression} is undefined for {len(bad_rows)} clusters with "
+                f"{branch} ≤ 0 ({_which(bad_rows, entries)}); select the clusters with the cut "
+                f"the model was trained with first (the default training cut requires "
+                f"{branch} > 0; a model folder's training.json holds its cut)"
+            )
+            raise PreprocessingError(msg)
 
 
 @dataclass
@@ -374,7 +401,7 @@ class Preprocessing:
                 branch = feature_branch(expression)
                 _check_finite(np.asarray(columns[branch]), f"branch {branch!r}", where, entries)
             features = self._raw_scalars(columns)
-            _check_finite(features, f"the scalar features {list(self.scalars)}", where, entries)
+            _check_log_domain(features, self.scalars, where, entries)
             mean = np.asarray(self.scalar_mean)
             std = np.asarray(self.scalar_std)
             inputs[SCALARS_INPUT] = (features - mean) / std

@@ -53,9 +53,16 @@ import numpy as np
 import pandas as pd
 
 from calotools import artifacts, atomic, backend, data, evaluation, loading, models, ntuple
+from calotools._argtypes import positive_float, positive_int
 from calotools.baselines import BDTModel
 from calotools.cuts import feature_branch
-from calotools.errors import ArtifactError, MissingFileError, OutputPathError, TrainingError
+from calotools.errors import (
+    ArtifactError,
+    Interrupted,
+    MissingFileError,
+    OutputPathError,
+    TrainingError,
+)
 from calotools.predictor import TrainedModel
 from calotools.preprocessing import Preprocessing
 
@@ -174,10 +181,23 @@ class TrainingConfig:
         if self.sample is not None and self.task == "classify":
             msg = "a classifier needs both samples; --sample is for regressions"
             raise TrainingError(msg)
-        for name in ("epochs", "batch_size", "workers"):
+        # patience 0 would stop after the first epoch, whatever it gave.
+        for name in ("epochs", "batch_size", "workers", "patience", "lr_patience"):
             if getattr(self, name) < 1:
                 msg = f"{name} must be at least 1, got {getattr(self, name)}"
                 raise TrainingError(msg)
+        if self.max_clusters is not None and self.max_clusters < 1:
+            msg = f"max_clusters must be at least 1 (or None for all), got {self.max_clusters}"
+            raise TrainingError(msg)
+        rate = self.learning_rate
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            msg = (
+                f"learning_rate must be a finite number above 0 (or None: the model's), got {rate}"
+            )
+            raise TrainingError(msg)
+        if not 0 < self.lr_factor < 1:
+            msg = f"lr_factor must lie between 0 and 1 (the rate is multiplied by it), got {self.lr_factor}"
+            raise TrainingError(msg)
         for name, value, allowed in (
             ("schedule", self.schedule, ("plateau", "cosine", "constant")),
             ("class_weight", self.class_weight, ("auto", "balanced", "none")),
@@ -462,7 +482,14 @@ def _train_keras(
     # Seeded by the epoch too, so a resumed run does not replay the first epochs' draws.
     keras.utils.set_random_seed(config.seed + done)
     if done:
-        network = keras.models.load_model(folder / _CHECKPOINT / state["checkpoint"])
+        try:
+            network = models.load_network(folder / _CHECKPOINT / state["checkpoint"])
+        except ArtifactError as err:
+            msg = (
+                f"cannot resume the run in {folder}: the checkpoint of epoch {done} is "
+                f"unusable ({err}); pass overwrite=True (--overwrite) to start afresh"
+            )
+            raise TrainingError(msg) from None
     else:
         network = models.build(config.model, config.task, prep, **config.model_kwargs)
         models.compile_model(network, config.model, config.task, learning_rate=config.learning_rate)
@@ -492,7 +519,7 @@ def _train_keras(
     if not best.exists():
         msg = f"no epoch gave a finite {state.get('monitor', 'loss')}; there is no model to save"
         raise TrainingError(msg)
-    network = keras.models.load_model(best, compile=False)
+    network = models.load_network(best, compile=False)
     return models.KerasModel(network, prep, name=config.model, task=config.task, folder=folder)
 
 
@@ -574,9 +601,40 @@ def train(
     """
     config = config or TrainingConfig(model=model, task=task, **settings)
     out = Path(out)
-    partial = atomic.partial_folder(out)
-
     _check_out(out, overwrite)
+    try:
+        return _train_into(out, config, data_source, preprocessing, callbacks, verbose, overwrite)
+    except KeyboardInterrupt as err:
+        if isinstance(err, Interrupted):
+            raise
+        # One line that says how to go on, instead of Keras' traceback.
+        raise Interrupted(_resume_hint(out, config)) from None
+
+
+def _resume_hint(out: Path, config: TrainingConfig) -> str:
+    """What an interrupted run kept, and that running it again resumes."""
+    state_path = atomic.partial_folder(out) / _CHECKPOINT / _STATE
+    try:
+        done = int(artifacts.read_json(state_path)["epoch"])
+    except (OSError, KeyError, TypeError, ValueError):  # no or no readable state: none done
+        done = 0
+    if done:
+        kept = f"epochs 1–{done} of {config.epochs} are saved in {atomic.partial_folder(out)}"
+        return f"{kept}; run the same command again to resume from epoch {done + 1}"
+    return f"no epoch was finished; run the same command again to start {out}"
+
+
+def _train_into(
+    out: Path,
+    config: TrainingConfig,
+    data_source: DataSource,
+    preprocessing: Preprocessing | None,
+    callbacks: Sequence[Any],
+    verbose: int | str,
+    overwrite: bool,
+) -> TrainedModel:
+    """`train`'s work, once the output is known to be writable."""
+    partial = atomic.partial_folder(out)
     if overwrite and partial.exists():
         shutil.rmtree(partial)
     state = _resume_state(out, partial, config, overwrite)
@@ -793,11 +851,16 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", default="data", help="folder with pi0.root and pipm.root")
     parser.add_argument("--out", help="model folder (default: models/NAME-TASK[-SAMPLE])")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--learning-rate", type=float, help="default: the model's")
+    parser.add_argument("--epochs", type=positive_int, default=20)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--learning-rate", type=positive_float, help="default: the model's")
     parser.add_argument("--schedule", choices=("plateau", "cosine", "constant"), default="plateau")
-    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+    parser.add_argument(
+        "--patience",
+        type=positive_int,
+        default=5,
+        help="early stopping: epochs without a better validation loss (at least 1)",
+    )
     parser.add_argument("--streaming", action="store_true", help="stream batches from the files")
     parser.add_argument(
         "--sample", choices=list(data.SAMPLE_LABELS), help="regress: train on one sample only"

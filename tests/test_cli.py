@@ -80,6 +80,9 @@ def test_every_calotools_error_is_a_calotools_error():
     for cls in classes:
         if issubclass(cls, Warning):
             assert issubclass(cls, errors.CalotoolsWarning)
+        elif issubclass(cls, KeyboardInterrupt):
+            # Ctrl-C stays Ctrl-C: `except Exception` must not swallow it.
+            assert not issubclass(cls, Exception), cls
         else:
             assert issubclass(cls, errors.CalotoolsError), cls
     # Each also refines a built-in error, so that `except ValueError` keeps working.

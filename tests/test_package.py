@@ -24,6 +24,7 @@ PUBLIC_API = json.loads((Path(__file__).parent / "public_api.json").read_text())
 #: ntuple) and below the whole analysis layer.
 LAYERS = [
     "calotools._deprecated",
+    "calotools._argtypes",
     "calotools.version",
     "calotools.errors",
     "calotools.extras",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -285,14 +284,6 @@ def _reconstructed(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
@@ -303,7 +294,7 @@ def _write_json(path: Path, content: Mapping[str, Any]) -> None:
 
 def _file_facts(path: Path) -> dict[str, Any]:
     """What identifies a file's contents: its size and SHA-256."""
-    return {"size": path.stat().st_size, "sha256": _sha256(path)}
+    return {"size": path.stat().st_size, "sha256": atomic.sha256(path)}
 
 
 def _reusable(path: Path, configuration: Mapping[str, Any]) -> bool:
@@ -324,7 +315,7 @@ def _reusable(path: Path, configuration: Mapping[str, Any]) -> bool:
     if not isinstance(facts, dict) or facts.get("size") != path.stat().st_size:
         logger.info("%s: not the file its sidecar describes (size); making it again", path)
         return False
-    if facts.get("sha256") != _sha256(path):
+    if facts.get("sha256") != atomic.sha256(path):
         logger.info("%s: not the file its sidecar describes (SHA-256); making it again", path)
         return False
     return True
@@ -373,6 +364,12 @@ def _describe(path: Path, configuration: Mapping[str, Any], *, data: Path, **fac
     )
 
 
+def _check_count(name: str, value: int) -> None:
+    if value < 1:
+        msg = f"{name} must be at least 1, got {value}"
+        raise InvalidValueError(msg)
+
+
 def make_sample(
     sample: str,
     path: str | os.PathLike,
@@ -413,9 +410,7 @@ def make_sample(
         one per CPU core); the output is the same for any number.
     """
     path = Path(path)
-    if n_events < 1:
-        msg = f"n_events must be at least 1, got {n_events}"
-        raise InvalidValueError(msg)
+    _check_count("n_events", n_events)
     clustering = clustering or ClusteringConfig()
     configs = sample_configs(sample, n_events, seed=seed, **dict(simulation or {}))
     lcw_path = Path(lcw) if lcw is not None else None
@@ -424,7 +419,7 @@ def make_sample(
         "n_events": n_events,
         "simulation": [config.to_dict() for config in configs],
         "clustering": clustering.to_dict(),
-        "lcw_sha256": _sha256(lcw_path) if lcw_path else None,
+        "lcw_sha256": atomic.sha256(lcw_path) if lcw_path else None,
     }
     if _reusable(path, configuration):
         logger.info("%s: reusing (made with the same configuration)", path)
@@ -492,6 +487,7 @@ def make_lcw_tables(
 ) -> Path:
     """Fit the LCW tables on independent π0 and π± calibration samples and save them."""
     path = Path(path)
+    _check_count("n_events", n_events)
     clustering = clustering or ClusteringConfig()
     calibration_seed = seed + CALIBRATION_SEED_OFFSET
     configuration = {
@@ -568,13 +564,16 @@ def make_default(
     progress, workers
         As for `make_sample`.
     """
+    for name, count in (("n_events", n_events), ("n_calibration", n_calibration)):
+        if count is not None:  # refused before the calibration sample takes minutes
+            _check_count(name, count)
     quick = quick_mode() if quick is None else quick
     mode = "quick" if quick else "full"
     data = DefaultDataSet(Path(folder) if folder is not None else default_folder(quick=quick))
     data.folder.mkdir(parents=True, exist_ok=True)
     make_lcw_tables(
         data.lcw_tables,
-        n_events=n_calibration or CALIBRATION_EVENTS[mode],
+        n_events=CALIBRATION_EVENTS[mode] if n_calibration is None else n_calibration,
         seed=seed,
         progress=progress,
         workers=workers,
@@ -583,7 +582,7 @@ def make_default(
         make_sample(
             sample,
             path,
-            n_events=n_events or DEFAULT_EVENTS[mode],
+            n_events=DEFAULT_EVENTS[mode] if n_events is None else n_events,
             seed=seed,
             lcw=data.lcw_tables,
             progress=progress,
