@@ -67,7 +67,6 @@ def produce(sample: str, n_events: int, folder: Path, lcw: Path) -> None:
         seed=2,
         lcw=lcw,
         progress=False,
-        log=lambda _: None,
     )
 
 
@@ -76,7 +75,7 @@ def peak_memory_gb(n_events: int, folder: Path, lcw: Path) -> float:
     code = (
         "import sys; from pathlib import Path; from calotools.sim import samples; "
         "samples.make_sample('pipm', Path(sys.argv[1]), n_events=int(sys.argv[2]), "
-        "lcw=sys.argv[3], progress=False, log=lambda _: None)"
+        "lcw=sys.argv[3], progress=False)"
     )
     out = folder / "memory.root"
     subprocess.run([sys.executable, "-c", code, str(out), str(n_events), str(lcw)], check=True)
@@ -114,9 +113,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        lcw = samples.make_lcw_tables(
-            folder / "lcw.npz", n_events=2_000, progress=False, log=lambda _: None
-        )
+        lcw = samples.make_lcw_tables(folder / "lcw.npz", n_events=2_000, progress=False)
         chain_baseline = baseline * args.chain_n / args.n
         print(f"\nend to end (cells → clusters → LCW → ntuple), {args.chain_n} events per row")
         print(f"{'':24s} {'seconds':>9s} {'events/s':>10s} {'× baseline':>11s}")
