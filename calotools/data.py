@@ -168,12 +168,34 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class SampleFile:
-    """One input file: its path, sample, class label and number of entries."""
+    """One input file: its path, sample, class label, number of entries and content hash.
+
+    ``sha256`` (of the whole file, when the selection was made) tells a file
+    remade since from the one the entry numbers refer to; None where unknown
+    (splits of calotools before 0.3, loaders' own bookkeeping).
+    """
 
     path: Path
     sample: str
     label: int
     n_entries: int
+    sha256: str | None = None
+
+    def changed(self) -> str | None:
+        """Why the file on disk is not the one selected from; None if it is, or is missing.
+
+        A missing file is left to the reader, which names it when it is needed.
+        """
+        if not self.path.is_file():
+            return None
+        if self.sha256 is None:  # a split of calotools before 0.3: the entries tell what they can
+            entries = ntuple.ChunkReader(self.path, []).num_entries
+            if self.n_entries >= 0 and entries != self.n_entries:
+                return f"{self.path} has {entries} entries but had {self.n_entries}"
+            return None
+        if atomic.sha256(self.path) != self.sha256:
+            return f"{self.path} has other content than when the selection was made"
+        return None
 
 
 # ---------------------------------------------------------------------------- reading
@@ -579,7 +601,7 @@ def build_selection(
     config = config or SelectionConfig()
     cut = config.cut
     sample_list = tuple(
-        SampleFile(path, sample, label, scan.n_entries)
+        SampleFile(path, sample, label, scan.n_entries, atomic.sha256(path))
         for (path, sample, label), scan in zip(files, scans, strict=True)
     )
     per_sample: dict[str, tuple[int, int, list[str]]] = {}
@@ -701,6 +723,7 @@ class Split:
             "samples": np.asarray([f.sample for f in files]),
             "labels": np.asarray([f.label for f in files], dtype=np.int64),
             "n_entries": np.asarray([f.n_entries for f in files], dtype=np.int64),
+            "sha256": np.asarray([f.sha256 or "" for f in files]),
         }
         part_info = {}
         for name, part in self.parts.items():
@@ -738,10 +761,11 @@ class Split:
         paths = [Path(p) for p in arrays["files"]]
         if data_dir is not None:
             paths = [Path(data_dir) / p.name for p in paths]
+        hashes = arrays.get("sha256", np.full(len(paths), ""))
         files = tuple(
-            SampleFile(p, str(s), int(label), int(n))
-            for p, s, label, n in zip(
-                paths, arrays["samples"], arrays["labels"], arrays["n_entries"], strict=True
+            SampleFile(p, str(s), int(label), int(n), str(h) or None)
+            for p, s, label, n, h in zip(
+                paths, arrays["samples"], arrays["labels"], arrays["n_entries"], hashes, strict=True
             )
         )
         parts = {
@@ -757,6 +781,11 @@ class Split:
         for part in parts.values():
             part.config  # noqa: B018 - checks the stored cut (calotools.cuts) before any use
         return cls(parts, meta["info"])
+
+    def changed_files(self) -> list[str]:
+        """Why each input file that is not the one the split was made from differs (empty if none)."""
+        files = next(iter(self.parts.values())).files
+        return [reason for f in files if (reason := f.changed()) is not None]
 
 
 def _json_default(value: Any) -> Any:

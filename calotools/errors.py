@@ -32,6 +32,7 @@ __all__ = [
     "CalotoolsWarning",
     "ChainError",
     "CutError",
+    "DataChangedError",
     "DataError",
     "Interrupted",
     "InvalidTypeError",
@@ -131,6 +132,10 @@ class ChainError(CalotoolsError, ValueError):
 
 class TrainingError(CalotoolsError, ValueError):
     """A training run that cannot start or resume, with the reason."""
+
+
+class DataChangedError(TrainingError):
+    """A model folder made from other data than the data given now (a file was remade)."""
 
 
 class CalibrationInputError(CalotoolsError, ValueError):

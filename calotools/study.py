@@ -36,7 +36,7 @@ import pandas as pd
 
 from calotools import atomic, extras
 from calotools.data import Selection
-from calotools.errors import DataError, MissingFileError
+from calotools.errors import DataChangedError, DataError, MissingFileError
 from calotools.models import Task
 from calotools.predictor import TrainedModel
 from calotools.sim import samples
@@ -155,7 +155,12 @@ def trained(
     if sample is not None:
         options["sample"] = sample
     folder = model_folder(name, task, sample, base=base, quick=quick, selection=options["cut"])
-    return train(name, data, folder, task=task, verbose=verbose, **options)
+    try:
+        return train(name, data, folder, task=task, verbose=verbose, **options)
+    except DataChangedError as err:
+        # The study's models are a cache of its data set: remade data, new models.
+        logger.info("%s; training it again", err)
+        return train(name, data, folder, task=task, verbose=verbose, overwrite=True, **options)
 
 
 def _test_split(model: TrainedModel) -> Selection:

@@ -58,6 +58,7 @@ from calotools.baselines import BDTModel
 from calotools.cuts import feature_branch
 from calotools.errors import (
     ArtifactError,
+    DataChangedError,
     Interrupted,
     MissingFileError,
     OutputPathError,
@@ -602,6 +603,8 @@ def train(
     config = config or TrainingConfig(model=model, task=task, **settings)
     out = Path(out)
     _check_out(out, overwrite)
+    if not overwrite:
+        _check_same_data(out, data_source)
     try:
         return _train_into(out, config, data_source, preprocessing, callbacks, verbose, overwrite)
     except KeyboardInterrupt as err:
@@ -609,6 +612,26 @@ def train(
             raise
         # One line that says how to go on, instead of Keras' traceback.
         raise Interrupted(_resume_hint(out, config)) from None
+
+
+def _check_same_data(out: Path, data_source: DataSource) -> None:
+    """Refuse to resume or reuse a run whose input files were remade since it began."""
+    if isinstance(data_source, data.Split):
+        return
+    data_dir = None
+    if isinstance(data_source, str | os.PathLike) and Path(data_source).is_dir():
+        data_dir = data_source
+    for folder in (atomic.partial_folder(out), out):
+        split_path = folder / _FILES["split"]
+        if split_path.is_file():
+            changed = data.Split.load(split_path, data_dir=data_dir).changed_files()
+            if changed:
+                msg = (
+                    f"{folder} was trained on other data: {'; '.join(changed)}; pass "
+                    "overwrite=True (--overwrite) to train afresh on the data as they are"
+                )
+                raise DataChangedError(msg)
+            return
 
 
 def _resume_hint(out: Path, config: TrainingConfig) -> str:

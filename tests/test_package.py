@@ -33,6 +33,7 @@ LAYERS = [
     "calotools.cuts",
     "calotools.ntuple",
     "calotools.testing",
+    "calotools.shower_shapes",
     "calotools.sim.cells",
     "calotools.sim.config",
     "calotools.sim.showers",

@@ -16,8 +16,8 @@ import pytest
 import uproot
 from sample_factory import make_clusters, write_samples
 
-from calotools import data, ntuple, training
-from calotools.errors import DataError, NtupleError
+from calotools import data, ntuple, study, training
+from calotools.errors import DataChangedError, DataError, NtupleError
 
 
 @pytest.fixture
@@ -150,3 +150,33 @@ def test_two_different_files_of_one_layout_still_select_and_read(samples):
     clusters = ntuple.read_clusters([samples["pi0"], samples["pipm"]])
     assert len(clusters) == 1_000
     assert set(clusters.images) == set(ntuple.IMAGE_BRANCHES)
+
+
+# ---------------------------------------------------------------------------- remade data
+
+
+def test_a_model_folder_of_remade_data_is_not_reused_silently(samples, tmp_path):
+    """A data file remade since training: resuming or reusing the folder is refused, by name.
+
+    Before: a complete folder was returned as it was (its split naming entries
+    of a file that no longer holds them), and a study notebook failed later with
+    "… has 8506 entries but had 6837 when the selection was made".
+    """
+    bdt = {"model_kwargs": {"n_estimators": 5}}
+    out = tmp_path / "bdt"
+    training.train("bdt", tmp_path, out, **bdt)
+    ntuple.write_clusters(samples["pipm"], make_clusters(400, seed=9, energy_scale=15.0))
+    with pytest.raises(DataChangedError, match=re.escape(f"{samples['pipm']} has other content")):
+        training.train("bdt", tmp_path, out, **bdt)
+    # --overwrite trains afresh, on the data as they are now.
+    model = training.train("bdt", tmp_path, out, overwrite=True, **bdt)
+    assert model.split["test"].files[1].changed() is None
+
+
+def test_the_study_retrains_a_model_whose_data_were_remade(samples, tmp_path):
+    """The study's models are a cache of its data: remade data, the model is trained again."""
+    first = study.trained("bdt", "classify", tmp_path, base=tmp_path / "models", quick=True)
+    ntuple.write_clusters(samples["pi0"], make_clusters(600, seed=11))
+    again = study.trained("bdt", "classify", tmp_path, base=tmp_path / "models", quick=True)
+    assert again.folder == first.folder
+    assert [f.changed() for f in again.split["train"].files] == [None, None]

@@ -110,6 +110,18 @@ class HadronicShower:
     lambda_eff_cm: float
     radius_growth: float
     radius_growth_lambda: float
+    radius_spread: float  #: per-shower log-normal σ of R_h
+    depth_spread: float  #: per-shower log-normal σ of the non-EM depth scale
+    subshowers: int  #: π0 sub-shower slots of the cascade
+    clumps: int  #: deposits the non-EM part is made of
+    clump_radius_lambda: float  #: lateral scale of one clump, in λ_eff
+    clump_share_spread: float
+    subshower_share_decay: float
+    subshower_share_spread: float
+    subshower_depth_lambda: float
+    secondary_pt_gev: float
+    charge_exchange_at_1gev: float
+    charge_exchange_slope: float
 
 
 # Physics fields that must be >= 0, and those that must be > 0.
@@ -123,6 +135,11 @@ _NON_NEGATIVE = (
     "em_fraction_spread",
     "em_sampling_term",
     "hadronic_sampling_term",
+    "hadronic_radius_spread",
+    "hadronic_depth_spread",
+    "subshower_share_spread",
+    "charge_exchange_slope",
+    "hadronic_clump_share_spread",
 )
 _POSITIVE = (
     "pion_interaction_length",
@@ -134,6 +151,9 @@ _POSITIVE = (
     "hadronic_radius_growth_lambda",
     "gflash_sampling_fs",
     "gflash_sigma_cap",
+    "subshower_depth_lambda",
+    "secondary_pt_gev",
+    "hadronic_clump_radius_lambda",
 )
 
 
@@ -197,6 +217,31 @@ class SimulationConfig:
     hadronic_lambda_eff_cm: float = 42.0
     hadronic_radius_growth: float = 1.5
     hadronic_radius_growth_lambda: float = 2.0
+    # §3b.5 [A]: the non-EM part is deposited by discrete clumps (the hadrons and
+    # nuclear fragments of the cascade), one on the axis and the others at
+    # distances drawn from the R_h profile, each R_c = 0.04 λ_eff wide, with
+    # log-normal shares. Per shower, the spread of the clumps (R_h) and the depth
+    # scale 1/d of each clump's Bock term fluctuate by log-normal factors of mean 1.
+    hadronic_clumps: int = 6
+    hadronic_clump_radius_lambda: float = 0.04
+    hadronic_clump_share_spread: float = 0.8
+    hadronic_radius_spread: float = 0.3
+    hadronic_depth_spread: float = 0.2
+    # §3b.2 [A]: the EM part is made of this many π0 sub-showers; the j-th carries
+    # on average subshower_share_decay^j of the first one's share, with a
+    # log-normal spread; all but the first start after Exp(subshower_depth_lambda) λ.
+    subshowers: int = 4
+    subshower_share_decay: float = 0.5
+    subshower_share_spread: float = 0.8
+    subshower_depth_lambda: float = 0.3
+    # §3b.2 [R]: mean transverse momentum of the secondaries of a hadronic
+    # interaction, ≈ 0.35 GeV (PDG review "Cosmic rays"/fixed-target data).
+    secondary_pt_gev: float = 0.35
+    # §3b.2 [A]: probability of charge exchange (π± → leading π0) at the first
+    # interaction, p(E) = p₁ (E / 1 GeV)^(−slope): the fall of the π−p → π0 n
+    # cross-section relative to the inelastic one.
+    charge_exchange_at_1gev: float = 0.1
+    charge_exchange_slope: float = 1.1
     # §2 [S]: non-compensation of the non-EM part, Tile (Budagov et al.) and LAr
     # (hep-ex/9911033): visible non-EM = E_had / (e/h).
     e_over_h_lar: float = 1.74
@@ -208,7 +253,7 @@ class SimulationConfig:
     em_sampling_term: float = 0.10
     # §2 [A]: per-cell stochastic term of the visible non-EM energy, tuned so that
     # π± reach ≈ 50–60 %/√E ⊕ 3 % (with the EM-fraction spread and dead material).
-    hadronic_sampling_term: float = 0.55
+    hadronic_sampling_term: float = 0.45
     # §3a [R]: GFlash sampling-calorimeter parameters of the EMB, and the cap on
     # the spread of ln T and ln α.
     gflash_sampling_fs: float = 3.3
@@ -276,6 +321,18 @@ class SimulationConfig:
             _expect(_finite(value) and value > 0.0, name, "finite and > 0", value)
         k = self.em_fraction_k
         _expect(_finite(k) and 0.0 < k < 1.0, "em_fraction_k", "in (0, 1)", k)
+        slots = self.subshowers
+        is_int = isinstance(slots, (int, np.integer)) and not isinstance(slots, bool)
+        _expect(is_int and 1 <= slots <= 16, "subshowers", "an integer in [1, 16]", slots)
+        object.__setattr__(self, "subshowers", int(slots))
+        clumps = self.hadronic_clumps
+        is_int = isinstance(clumps, (int, np.integer)) and not isinstance(clumps, bool)
+        _expect(is_int and 1 <= clumps <= 32, "hadronic_clumps", "an integer in [1, 32]", clumps)
+        object.__setattr__(self, "hadronic_clumps", int(clumps))
+        decay = self.subshower_share_decay
+        _expect(_finite(decay) and 0.0 < decay <= 1.0, "subshower_share_decay", "in (0, 1]", decay)
+        cex = self.charge_exchange_at_1gev
+        _expect(_finite(cex) and 0.0 <= cex <= 1.0, "charge_exchange_at_1gev", "in [0, 1]", cex)
         growth = self.hadronic_radius_growth
         _expect(_finite(growth) and growth >= 1.0, "hadronic_radius_growth", ">= 1", growth)
         ehat = self.gflash_sampling_ehat
@@ -323,6 +380,18 @@ class SimulationConfig:
             lambda_eff_cm=self.hadronic_lambda_eff_cm,
             radius_growth=self.hadronic_radius_growth,
             radius_growth_lambda=self.hadronic_radius_growth_lambda,
+            radius_spread=self.hadronic_radius_spread,
+            depth_spread=self.hadronic_depth_spread,
+            subshowers=self.subshowers,
+            clumps=self.hadronic_clumps,
+            clump_radius_lambda=self.hadronic_clump_radius_lambda,
+            clump_share_spread=self.hadronic_clump_share_spread,
+            subshower_share_decay=self.subshower_share_decay,
+            subshower_share_spread=self.subshower_share_spread,
+            subshower_depth_lambda=self.subshower_depth_lambda,
+            secondary_pt_gev=self.secondary_pt_gev,
+            charge_exchange_at_1gev=self.charge_exchange_at_1gev,
+            charge_exchange_slope=self.charge_exchange_slope,
         )
 
     @property

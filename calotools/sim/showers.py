@@ -50,6 +50,7 @@ __all__ = [
     "Stack",
     "bock_parameters",
     "build_stack",
+    "cascade_draws",
     "cell_energies",
     "cell_integral_corners",
     "charged_pion_showers",
@@ -85,6 +86,9 @@ _SUBSLICES = {"EMB1": 2, "EMB2": 3, "TileBar1": 2}
 # zero: float32 corner values are not more precise than that, and such cells
 # (≪ 1 keV at 100 GeV) would otherwise carry rounding noise of either sign.
 _TRUTH_FLOOR = 2e-7
+# Lateral profiles carrying less than this (GeV, 1 keV: 10⁻⁴ of the smallest
+# noise σ) are not integrated over the cells: a numerical setting.
+_PROFILE_FLOOR_GEV = 1e-4
 
 
 def gflash_longitudinal(
@@ -400,6 +404,9 @@ class Deposit(NamedTuple):
     slice_radius: np.ndarray  #: (N, s, F) radius (mm) at that mean depth
     beyond: np.ndarray  #: (N, s) energy leaving the back of the stack
     depth_scale: np.ndarray  #: (N, s) T (X0) that sets the GFlash age τ; 1 for non-EM
+    slice_eta: np.ndarray  #: (N, s, F) axis at each slice (a sub-shower's moves off the π± axis)
+    slice_phi: np.ndarray  #: (N, s, F)
+    width_factor: np.ndarray  #: (N, s) per-shower factor on the non-EM lateral scale
 
 
 def _deposit(
@@ -429,6 +436,9 @@ def _deposit(
         radius.reshape(n, s, f),
         energy * beyond.reshape(n, s),
         depth_scale,
+        np.broadcast_to(eta[..., None], (n, s, f)),
+        np.broadcast_to(phi[..., None], (n, s, f)),
+        np.ones((n, s)),
     )
 
 
@@ -464,32 +474,170 @@ def photon_showers(
 
 
 class HadronShowers(NamedTuple):
-    """A charged pion: MIP track, then the EM and non-EM parts of its shower."""
+    """A charged pion: MIP track, then the EM sub-showers and the non-EM part of its shower."""
 
-    em: Deposit
+    em: Deposit  #: one EM shower per π0 sub-shower slot, s = `HadronicShower.subshowers`
     nonem: Deposit
     mip_slices: np.ndarray  #: (N, F) ionisation of the track before the shower starts
     em_fraction: np.ndarray  #: (N,) f_em of each shower
     start_lambda: np.ndarray  #: (N,) shower start, λ_I along the path
+    charge_exchange: np.ndarray  #: (N,) bool: a leading π0 took most of the energy
+
+
+def cascade_draws(subshowers: int, clumps: int) -> tuple[int, int]:
+    """(uniforms, normals) per event that `charged_pion_showers` takes.
+
+    Beyond the first interaction's uniform and the EM fraction's normal: the
+    charge exchange and its share; per sub-shower slot its depth, p_T,
+    azimuth and conversion (uniforms) and its share, ln T and ln α (normals);
+    per non-EM clump its distance and azimuth (uniforms) and its share and
+    depth (normals); one normal for the spread of the clumps.
+    """
+    return 2 + 4 * subshowers + 2 * clumps, 1 + 3 * subshowers + 2 * clumps
+
+
+# A sub-shower's angle to the pion's axis is p_T / E, at most this (rad): softer
+# π0 leave the window whatever the angle, and tan θ stays finite.
+_MAX_SUBSHOWER_ANGLE = 1.0
+# §3b.2 [A]: share of the shower energy the leading π0 of a charge exchange carries, uniform.
+_CHARGE_EXCHANGE_SHARE = (0.7, 0.95)
+# Clump distances are drawn up to this quantile of the R_h profile (10 R_h):
+# the rest of the profile's tail lies far outside the window.
+_MAX_CLUMP_QUANTILE = 0.99
+
+
+def _radius_at(stack: Stack, depth_x0: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """Radius (mm) reached after ``depth_x0`` X0 along a projective path at ``eta``."""
+    at_eta0 = depth_x0 / np.cosh(eta)
+    last = len(stack.r_inner) - 1
+    index = np.clip(np.searchsorted(stack.x0_bounds, at_eta0, side="right") - 1, 0, last)
+    widths = np.diff(stack.x0_bounds)[index]
+    fraction = np.clip((at_eta0 - stack.x0_bounds[index]) / widths, 0.0, 1.0)
+    return stack.r_inner[index] + (stack.r_outer[index] - stack.r_inner[index]) * fraction
+
+
+def _subshower_energies(
+    hadronic: HadronicShower,
+    shower: np.ndarray,
+    f_em: np.ndarray,
+    share_normals: np.ndarray,
+    exchange_u: np.ndarray,
+    exchange_share_u: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, k) energies of the π0 sub-showers, the f_em after charge exchange, and its flag.
+
+    Shares fall by ``subshower_share_decay`` per slot with log-normal spread;
+    a charge exchange gives the first slot a share of 0.7–0.95 of the shower
+    and the others split what EM energy is left.
+    """
+    k = hadronic.subshowers
+    raw = hadronic.subshower_share_decay ** np.arange(k) * np.exp(
+        hadronic.subshower_share_spread * share_normals
+    )
+    p_exchange = np.clip(
+        hadronic.charge_exchange_at_1gev
+        * np.maximum(shower, 1e-3) ** (-hadronic.charge_exchange_slope),
+        0.0,
+        1.0,
+    )
+    exchange = exchange_u < p_exchange
+    low, high = _CHARGE_EXCHANGE_SHARE
+    leading = low + (high - low) * exchange_share_u
+    f_em = np.where(exchange, leading + (1.0 - leading) * f_em, f_em)
+    energies = (f_em * shower)[:, None] * raw / raw.sum(axis=1, keepdims=True)
+    if k > 1:
+        rest = raw[:, 1:] / raw[:, 1:].sum(axis=1, keepdims=True)
+        others = ((f_em - leading) * shower)[:, None] * rest
+        exchanged = np.concatenate([(leading * shower)[:, None], others], axis=1)
+    else:
+        exchanged = (f_em * shower)[:, None]
+    return np.where(exchange[:, None], exchanged, energies), f_em, exchange
+
+
+def _clumps(
+    hadronic: HadronicShower,
+    stack: Stack,
+    energy: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    start_lambda: np.ndarray,
+    uniforms: np.ndarray,
+    normals: np.ndarray,
+    spread_normal: np.ndarray,
+) -> Deposit:
+    """The non-EM part as m clumps: one on the axis, the others around it (§3b.5).
+
+    Each clump follows Bock's λ term from the shower start with its own depth
+    factor; clump j > 0 sits at a transverse distance d drawn from the R_h
+    profile (its CDF is d² / (d² + R_h²)), growing with depth as R_h does.
+    ``uniforms`` (N, m, 2) are the distance and azimuth, ``normals`` (N, m, 2)
+    the share and depth, ``spread_normal`` (N,) the shower's R_h factor.
+    """
+    n, m = uniforms.shape[:2]
+    raw = np.exp(hadronic.clump_share_spread * normals[..., 0])
+    clump_energy = energy[:, None] * raw / raw.sum(axis=1, keepdims=True)
+    sigma_d = hadronic.depth_spread
+    depth_factor = np.exp(sigma_d * normals[..., 1] - 0.5 * sigma_d**2)
+    bock = bock_parameters(energy)
+    gamma = (
+        np.repeat(bock.a[:, None], m, axis=1),
+        bock.d[:, None] / depth_factor,
+        np.repeat(start_lambda[:, None], m, axis=1),
+    )
+    axis = (np.repeat(eta[:, None], m, axis=1), np.repeat(phi[:, None], m, axis=1))
+    ones = np.ones((n, m))
+    deposit = _deposit(stack, stack.lambda_bounds, clump_energy, *axis, gamma, ones)
+    sigma_r = hadronic.radius_spread
+    r_h_mm = (
+        hadronic.radius_lambda
+        * hadronic.lambda_eff_cm
+        * 10.0
+        * np.exp(sigma_r * spread_normal - 0.5 * sigma_r**2)
+    )
+    u = np.minimum(uniforms[..., 0], _MAX_CLUMP_QUANTILE)
+    distance = r_h_mm[:, None] * np.sqrt(u / (1.0 - u))
+    distance[:, 0] = 0.0  # the core
+    growth = 1.0 + (hadronic.radius_growth - 1.0) * np.minimum(
+        deposit.slice_depth / hadronic.radius_growth_lambda, 1.0
+    )
+    offset = distance[..., None] * growth / deposit.slice_radius
+    psi = 2.0 * math.pi * uniforms[..., 1]
+    return deposit._replace(
+        slice_eta=eta[:, None, None] + offset * np.cos(psi)[..., None],
+        slice_phi=phi[:, None, None] + offset * np.sin(psi)[..., None],
+        width_factor=ones * (hadronic.clump_radius_lambda / hadronic.radius_lambda),
+    )
 
 
 def charged_pion_showers(
     hadronic: HadronicShower,
+    gflash: GFlashSampling,
     stack: Stack,
     energy: np.ndarray,
     eta: np.ndarray,
     phi: np.ndarray,
     interaction_u: np.ndarray,
     normal: np.ndarray,
+    uniforms: np.ndarray,
+    normals: np.ndarray,
 ) -> HadronShowers:
-    """π± of total energy ``energy`` (N,): §3b.
+    """π± of total energy ``energy`` (N,): ``docs/physics.md`` §3b.
 
     The track ionises (MIP) until it interacts, after Exp(λ_π), or has lost its
     kinetic energy; whatever it did not ionise, rest mass included, showers from
-    there with a Bock profile: the X0 term carries the EM fraction f_em, the λ
-    term the rest. ``interaction_u`` are uniforms, ``normal`` standard normals
-    for the spread of f_em.
+    there. The EM fraction f_em of that shower is carried by discrete π0
+    sub-showers, each a GFlash shower of its own energy (as a photon's) that
+    starts at a sampled depth along the cascade and leaves the pion's axis at
+    the angle p_T / E of a secondary; a charge exchange at the first
+    interaction makes one of them carry most of the energy. The non-EM rest
+    follows Bock's λ term with per-shower fluctuations of depth and width.
+
+    ``interaction_u`` (N,) are uniforms for the interaction depth, ``normal``
+    (N,) standard normals for the spread of f_em, ``uniforms`` and ``normals``
+    the (N, ·) draws of `cascade_draws`.
     """
+    k = hadronic.subshowers
+    n = len(energy)
     path = np.cosh(eta)
     interaction = -np.log1p(-interaction_u) * hadronic.interaction_length
     x_interaction = path * np.interp(interaction / path, stack.lambda_bounds, stack.x0_bounds)
@@ -505,23 +653,64 @@ def charged_pion_showers(
     shower = np.maximum(energy - mip_slices.sum(axis=1), 0.0)
     mean_em = em_fraction_mean(shower, k=hadronic.em_fraction_k, e0_gev=hadronic.em_fraction_e0_gev)
     f_em = np.clip(mean_em + hadronic.em_fraction_spread * normal, 0.0, 1.0)
-    bock = bock_parameters(shower)
-    a, b, d = bock.a[:, None], np.full_like(x_start, bock.b)[:, None], bock.d[:, None]
-    axis = (eta[:, None], phi[:, None])
-    # The EM part's age τ = t/T takes its mean depth a/b as T: it is a sum of
-    # π0 showers spread along the cascade, not one shower with a maximum.
+
+    m = hadronic.clumps
+    per_slot_u = uniforms[:, 2 : 2 + 4 * k].reshape(n, k, 4)  # depth, p_T, azimuth, conversion
+    per_slot_z = normals[:, 1 : 1 + 3 * k].reshape(n, k, 3)  # share, ln T, ln α
+    sub_energy, f_em, exchange = _subshower_energies(
+        hadronic, shower, f_em, per_slot_z[..., 0], uniforms[:, 0], uniforms[:, 1]
+    )
+
+    # Where each π0 is made: the first at the interaction, the others deeper in the cascade.
+    later = -np.log1p(-per_slot_u[..., 0]) * hadronic.subshower_depth_lambda
+    later[:, 0] = 0.0
+    made_lambda = l_start[:, None] + later
+    made_x0 = path[:, None] * np.interp(
+        made_lambda / path[:, None], stack.lambda_bounds, stack.x0_bounds
+    )
+    # Its photons convert after Exp(9/7 X0), as a photon's do (§3a); the γγ opening
+    # angle, ≈ 2m/E, separates them by less than a Molière radius so near the vertex.
+    start = made_x0 - np.log1p(-per_slot_u[..., 3]) * CONVERSION_LENGTH_X0
+    emb = geometry.EMB_MEDIUM
+    t_max, alpha = gflash_longitudinal(
+        sub_energy,
+        per_slot_z[..., 1],
+        per_slot_z[..., 2],
+        critical_energy_gev=emb.critical_energy_mev * 1e-3,
+        z_eff=emb.z_eff,
+        sampling_fs=gflash.fs,
+        sampling_ehat=gflash.ehat,
+        sigma_cap=gflash.sigma_cap,
+    )
+    axis = (np.repeat(eta[:, None], k, axis=1), np.repeat(phi[:, None], k, axis=1))
     em = _deposit(
-        stack, stack.x0_bounds, (f_em * shower)[:, None], *axis, (a, b, x_start[:, None]), a / b
+        stack, stack.x0_bounds, sub_energy, *axis, (alpha, (alpha - 1.0) / t_max, start), t_max
     )
-    nonem = _deposit(
+    # Each sub-shower leaves the vertex at θ = p_T / E: its axis is off the pion's
+    # by (r − r_vertex) tan θ at radius r, along the azimuth ψ.
+    p_t = -np.log1p(-per_slot_u[..., 1]) * hadronic.secondary_pt_gev
+    theta = np.minimum(p_t / np.maximum(sub_energy, 1e-6), _MAX_SUBSHOWER_ANGLE)
+    psi = 2.0 * math.pi * per_slot_u[..., 2]
+    vertex = _radius_at(stack, made_x0, axis[0])
+    reach = np.maximum(em.slice_radius - vertex[..., None], 0.0) * np.tan(theta)[..., None]
+    offset = reach / em.slice_radius
+    em = em._replace(
+        slice_eta=eta[:, None, None] + offset * np.cos(psi)[..., None],
+        slice_phi=phi[:, None, None] + offset * np.sin(psi)[..., None],
+    )
+
+    nonem = _clumps(
+        hadronic,
         stack,
-        stack.lambda_bounds,
-        ((1.0 - f_em) * shower)[:, None],
-        *axis,
-        (a, d, l_start[:, None]),
-        np.ones_like(a),
+        (1.0 - f_em) * shower,
+        eta,
+        phi,
+        l_start,
+        uniforms[:, 2 + 4 * k :].reshape(n, m, 2),
+        normals[:, 1 + 3 * k :].reshape(n, m, 2),
+        normals[:, 0],
     )
-    return HadronShowers(em, nonem, mip_slices, f_em, l_start)
+    return HadronShowers(em, nonem, mip_slices, f_em, l_start, exchange)
 
 
 # ---------------------------------------------------------------------------
@@ -540,9 +729,9 @@ class Profiles(NamedTuple):
 def _corner_coordinates(
     low: np.ndarray, centre: np.ndarray, scale: np.ndarray, n_cells: int, width: float
 ) -> np.ndarray:
-    """(N·m, n_cells + 1) cell-edge offsets from the profile centres, in units of R."""
-    offsets = (low[:, None, None] - centre[:, :, None]) + np.arange(n_cells + 1) * width
-    return (scale[:, :, None] * offsets).astype(np.float32).reshape(-1, n_cells + 1)
+    """(k, n_cells + 1) cell-edge offsets from k profile centres, in units of their R."""
+    offsets = (low - centre)[:, None] + np.arange(n_cells + 1) * width
+    return (scale[:, None] * offsets).astype(np.float32)
 
 
 def cell_energies(
@@ -559,21 +748,35 @@ def cell_energies(
     corner grid, float32), summed over profiles in a fixed order per event so
     that the result does not depend on how events are grouped, then turned into
     cells by alternating corner sums in float64: the cells' sum telescopes to
-    the window's integral. Cells below ``_TRUTH_FLOOR`` of the layer's energy
-    are float32 rounding noise and set to zero.
+    the window's integral. Profiles of less than ``_PROFILE_FLOOR_GEV`` are not
+    integrated (a π± has dozens, most of them empty in most layers); their
+    energy counts as outside the window. Cells below ``_TRUTH_FLOOR`` of the
+    layer's energy are float32 rounding noise and set to zero.
     """
     n_eta, n_phi = window.shape(layer.name)
-    n, m = profiles.weight.shape
-    u = _corner_coordinates(eta_low, profiles.eta, profiles.scale, n_eta, layer.deta)
-    v = _corner_coordinates(phi_low, profiles.phi, profiles.scale, n_phi, layer.dphi)
+    n = len(eta_low)
+    event, which = np.nonzero(profiles.weight > _PROFILE_FLOOR_GEV)  # by event, then profile
+    if len(event) == 0:
+        out[:] = 0.0
+        return out
+    centre_eta, centre_phi = profiles.eta[event, which], profiles.phi[event, which]
+    scale, weight = profiles.scale[event, which], profiles.weight[event, which]
+    u = _corner_coordinates(eta_low[event], centre_eta, scale, n_eta, layer.deta)
+    v = _corner_coordinates(phi_low[event], centre_phi, scale, n_phi, layer.dphi)
     # The longer axis goes last, where NumPy's inner loops run (G is symmetric).
     swap = n_eta > n_phi
-    weight = profiles.weight.reshape(-1)
     g = cell_integral_corners(v, u, weight) if swap else cell_integral_corners(u, v, weight)
-    g = g.reshape(n, m, *g.shape[1:])
-    corners = g[:, 0].astype(np.float64)
-    for j in range(1, m):
-        corners += g[:, j]
+    # Each event's profiles are consecutive: sum them in order, in float64.
+    m = profiles.weight.shape[1]
+    if len(event) == n * m:  # none left out (photons, π0): a plain loop is cheaper
+        g = g.reshape(n, m, *g.shape[1:])
+        corners = g[:, 0].astype(np.float64)
+        for j in range(1, m):
+            corners += g[:, j]
+    else:
+        first = np.flatnonzero(np.r_[True, event[1:] != event[:-1]])
+        corners = np.zeros((n, *g.shape[1:]))
+        corners[event[first]] = np.add.reduceat(g, first, axis=0, dtype=np.float64)
     along_first = corners[:, 1:] - corners[:, :-1]
     cells = out.transpose(0, 2, 1) if swap else out
     np.subtract(along_first[:, :, 1:], along_first[:, :, :-1], out=cells)
@@ -604,27 +807,52 @@ def em_profiles(
     per_moliere = deposit.slice_radius[:, :, idx] / (10.0 * medium.moliere_cm)
     scale = np.stack([per_moliere / radial.r_core, per_moliere / radial.r_tail], axis=-1)
     weight = np.stack([energy * radial.p_core, energy * (1.0 - radial.p_core)], axis=-1)
-    return _profiles(deposit, scale, weight)
+    return _profiles(deposit, idx, scale, weight)
 
 
 def nonem_profiles(
     hadronic: HadronicShower, stack: Stack, deposit: Deposit, layer: geometry.Layer
 ) -> Profiles:
-    """Profiles of the non-EM deposit's slices in ``layer``: R_h growing with depth (§3b.5)."""
+    """One profile per non-EM clump in ``layer``: R growing with depth (§3b.5).
+
+    The layer's sub-slices are merged into one profile per clump, at their
+    energy-weighted scale and centre: a clump's width and place change little
+    within a layer, and it halves the profiles to integrate.
+    """
     idx = stack.layer_slices[layer.name]
     depth = deposit.slice_depth[:, :, idx] / hadronic.radius_growth_lambda
     growth = 1.0 + (hadronic.radius_growth - 1.0) * np.minimum(depth, 1.0)
     r_h_mm = hadronic.radius_lambda * hadronic.lambda_eff_cm * 10.0 * growth
+    r_h_mm = r_h_mm * deposit.width_factor[:, :, None]
     scale = deposit.slice_radius[:, :, idx] / r_h_mm
-    return _profiles(deposit, scale, deposit.slice_energy[:, :, idx])
+    energy = deposit.slice_energy[:, :, idx]
+    total = energy.sum(axis=2)
+    share = np.divide(
+        energy,
+        total[..., None],
+        out=np.full_like(energy, 1.0 / len(idx)),
+        where=total[..., None] > 0,
+    )
+    n = len(total)
+
+    def merged(values: np.ndarray) -> np.ndarray:
+        return (values * share).sum(axis=2).reshape(n, -1)
+
+    return Profiles(
+        eta=merged(deposit.slice_eta[:, :, idx]),
+        phi=merged(deposit.slice_phi[:, :, idx]),
+        scale=merged(scale),
+        weight=total.reshape(n, -1),
+    )
 
 
-def _profiles(deposit: Deposit, scale: np.ndarray, weight: np.ndarray) -> Profiles:
-    """Flatten (N, s, slices, ...) profile parameters to (N, m)."""
+def _profiles(deposit: Deposit, idx: np.ndarray, scale: np.ndarray, weight: np.ndarray) -> Profiles:
+    """Flatten (N, s, slices, ...) profile parameters of the slices ``idx`` to (N, m)."""
     n = scale.shape[0]
-    # c[..., None, None, …]: one new axis per dimension of scale beyond (N, s)
-    index = (..., *(None,) * (scale.ndim - 2))
+    # c[..., None, …]: one new axis per dimension of scale beyond (N, s, slices)
+    index = (..., *(None,) * (scale.ndim - 3))
     eta, phi = (
-        np.broadcast_to(c[index], scale.shape).reshape(n, -1) for c in (deposit.eta, deposit.phi)
+        np.broadcast_to(c[:, :, idx][index], scale.shape).reshape(n, -1)
+        for c in (deposit.slice_eta, deposit.slice_phi)
     )
     return Profiles(eta=eta, phi=phi, scale=scale.reshape(n, -1), weight=weight.reshape(n, -1))

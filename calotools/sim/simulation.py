@@ -56,6 +56,7 @@ from calotools.sim.showers import (
     Deposit,
     Profiles,
     build_stack,
+    cascade_draws,
     cell_energies,
     charged_pion_showers,
     em_profiles,
@@ -164,6 +165,10 @@ class _Draws(NamedTuple):
     uniform: np.ndarray  # (N, _N_UNIFORMS) float64
     normal: np.ndarray  # (N, _N_NORMALS) float64
     cells: np.ndarray  # (N, n_cells) float32, layer by layer in geometry.LAYERS order
+    # π± only: the cascade's uniforms and normals (showers.cascade_draws), from a
+    # stream of their own, so that photon and π0 events do not depend on them.
+    cascade_uniform: np.ndarray
+    cascade_normal: np.ndarray
 
 
 def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
@@ -173,6 +178,9 @@ def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
     n = stop - start
     uniform, normal = np.empty((n, _N_UNIFORMS)), np.empty((n, _N_NORMALS))
     cells = np.empty((n, n_cells), dtype=np.float32)
+    hadron = config.particle in ("pi+", "pi-")
+    n_u, n_z = cascade_draws(config.subshowers, config.hadronic_clumps) if hadron else (0, 0)
+    cascade_u, cascade_z = np.empty((n, n_u)), np.empty((n, n_z))
     for block in range(start // _BLOCK, (stop - 1) // _BLOCK + 1):
         seed = np.random.SeedSequence(config.seed, spawn_key=(stream, block))
         rng = np.random.Generator(np.random.PCG64(seed))
@@ -186,7 +194,12 @@ def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
         else:
             block_cells = rng.standard_normal((_BLOCK, n_cells), dtype=np.float32)
             cells[lo - start : hi - start] = block_cells[keep]
-    return _Draws(uniform, normal, cells)
+        if hadron:
+            cascade_seed = np.random.SeedSequence(config.seed, spawn_key=(stream, block, 1))
+            cascade = np.random.Generator(np.random.PCG64(cascade_seed))
+            cascade_u[lo - start : hi - start] = cascade.random((_BLOCK, n_u))[keep]
+            cascade_z[lo - start : hi - start] = cascade.standard_normal((_BLOCK, n_z))[keep]
+    return _Draws(uniform, normal, cells, cascade_u, cascade_z)
 
 
 def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch:
@@ -228,9 +241,21 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch
         axis = (energy[:, None], eta[:, None], phi[:, None])
         em = photon_showers(config.gflash, stack, *axis, u[:, 6:7], z[:, None, :2])
     else:
-        hadron = charged_pion_showers(config.hadronic, stack, energy, eta, phi, u[:, 6], z[:, 4])
+        hadron = charged_pion_showers(
+            config.hadronic,
+            config.gflash,
+            stack,
+            energy,
+            eta,
+            phi,
+            u[:, 6],
+            z[:, 4],
+            draws.cascade_uniform,
+            draws.cascade_normal,
+        )
         em, nonem, mip = hadron.em, hadron.nonem, hadron.mip_slices
         extra["em_fraction"] = hadron.em_fraction
+        extra["charge_exchange"] = hadron.charge_exchange.astype(np.float64)
         extra["first_interaction_lambda"] = hadron.start_lambda
         extra["mip_energy"] = mip.sum(axis=1)
 
