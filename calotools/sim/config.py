@@ -40,6 +40,7 @@ __all__ = [
     "DeadMaterial",
     "GFlashSampling",
     "HadronicShower",
+    "InnerDetector",
     "SimulationConfig",
 ]
 
@@ -99,6 +100,17 @@ class GFlashSampling:
 
 
 @dataclass(frozen=True)
+class InnerDetector:
+    """The tracker in front of the calorimeter, where photons convert (§3a.1)."""
+
+    x0: float  #: material at η = 0, in X0 (part of the dead material in front)
+    radius_mm: tuple[float, float]  #: where conversions happen
+    solenoid_radius_mm: float
+    field_t: float
+    calorimeter_radius_mm: float  #: where the pair's φ offset is evaluated
+
+
+@dataclass(frozen=True)
 class HadronicShower:
     """How a charged pion starts its shower, splits it into EM and non-EM, and spreads it (§3b)."""
 
@@ -140,6 +152,8 @@ _NON_NEGATIVE = (
     "subshower_share_spread",
     "charge_exchange_slope",
     "hadronic_clump_share_spread",
+    "inner_detector_x0",
+    "solenoid_field_t",
 )
 _POSITIVE = (
     "pion_interaction_length",
@@ -194,6 +208,17 @@ class SimulationConfig:
     # §1 [A]: tracker, solenoid and cryostat wall in front of the presampler.
     dead_material_front_x0: float = 2.0
     dead_material_front_lambda: float = 0.2
+    # §3a.1: photon conversions in the inner detector. [S] ≈ 0.5 X0 at η = 0 of the
+    # inner detector's material (ATLAS detector paper, JINST 3 S08003, material
+    # at the exit of the ID), part of dead_material_front_x0, growing as cosh η
+    # [D]; conversions between the innermost pixel layer (33 mm) and the outer
+    # TRT (1080 mm) [S], material taken as even in radius [A]; the solenoid's
+    # 2 T up to its 1230 mm radius [S, JINST 3 S08003].
+    inner_detector_x0: float = 0.5
+    conversion_radius_min_mm: float = 33.0
+    conversion_radius_max_mm: float = 1080.0
+    solenoid_field_t: float = 2.0
+    solenoid_radius_mm: float = 1230.0
     # §1 [A]: cryostat between EMB3 and TileBar0; 0.25 λ puts 5–10 % of π±
     # energy there. X0: Al/steel has X0/λ ≈ 0.1–0.2, so ≈ 2 X0.
     cryostat_lambda: float = 0.25
@@ -331,6 +356,21 @@ class SimulationConfig:
         object.__setattr__(self, "hadronic_clumps", int(clumps))
         decay = self.subshower_share_decay
         _expect(_finite(decay) and 0.0 < decay <= 1.0, "subshower_share_decay", "in (0, 1]", decay)
+        _expect(
+            _finite(self.inner_detector_x0)
+            and self.inner_detector_x0 <= self.dead_material_front_x0,
+            "inner_detector_x0",
+            f"at most dead_material_front_x0 ({self.dead_material_front_x0}), which includes it",
+            self.inner_detector_x0,
+        )
+        r_min, r_max = self.conversion_radius_min_mm, self.conversion_radius_max_mm
+        _expect(
+            _finite(r_min, r_max, self.solenoid_radius_mm)
+            and 0.0 <= r_min < r_max <= self.solenoid_radius_mm < geometry.LAYERS[0].r_inner_mm,
+            "conversion_radius_max_mm",
+            "above conversion_radius_min_mm, inside the solenoid, which is inside the presampler",
+            r_max,
+        )
         cex = self.charge_exchange_at_1gev
         _expect(_finite(cex) and 0.0 <= cex <= 1.0, "charge_exchange_at_1gev", "in [0, 1]", cex)
         growth = self.hadronic_radius_growth
@@ -366,6 +406,18 @@ class SimulationConfig:
             fs=self.gflash_sampling_fs,
             ehat=self.gflash_sampling_ehat,
             sigma_cap=self.gflash_sigma_cap,
+        )
+
+    @property
+    def inner_detector(self) -> InnerDetector:
+        """The inner-detector fields, for the photon conversions."""
+        emb2 = geometry.layer("EMB2")
+        return InnerDetector(
+            x0=self.inner_detector_x0,
+            radius_mm=(self.conversion_radius_min_mm, self.conversion_radius_max_mm),
+            solenoid_radius_mm=self.solenoid_radius_mm,
+            field_t=self.solenoid_field_t,
+            calorimeter_radius_mm=0.5 * (emb2.r_inner_mm + emb2.r_outer_mm),
         )
 
     @property

@@ -41,12 +41,18 @@ def _truth_columns(batch: CellBatch, event: np.ndarray) -> dict[str, np.ndarray]
     mass = np.vectorize(_MASS_GEV.get, otypes=[float])(batch.truth_pdg[event])
     momentum = np.sqrt(np.maximum(energy**2 - mass**2, 0.0))
     eta = batch.truth_eta[event]
+    zeros = np.zeros(len(batch.truth_e))
     return {
         "truthE": energy,
         "truthPt": momentum / np.cosh(eta),
         "truthEta": eta,
         "truthPhi": batch.truth_phi[event],
         "truthPDG": batch.truth_pdg[event],
+        # §3a.1: converted photons of the event and the first one's radius (mm).
+        "truthConversions": batch.extra.get("conversions", zeros)[event].astype(np.int32),
+        "truthConversionRadius": batch.extra.get("conversion_radius_mm", zeros)[event].astype(
+            np.float32
+        ),
     }
 
 

@@ -38,11 +38,13 @@ from calotools.sim.config import (
     DeadMaterial,
     GFlashSampling,
     HadronicShower,
+    InnerDetector,
 )
 
 __all__ = [
     "CONVERSION_LENGTH_X0",
     "BockParameters",
+    "Conversions",
     "Deposit",
     "GFlashRadial",
     "HadronShowers",
@@ -54,6 +56,7 @@ __all__ = [
     "cell_energies",
     "cell_integral_corners",
     "charged_pion_showers",
+    "convert_photons",
     "em_fraction_mean",
     "em_profiles",
     "gamma_slices",
@@ -448,13 +451,14 @@ def photon_showers(
     energy: np.ndarray,
     eta: np.ndarray,
     phi: np.ndarray,
-    conversion_u: np.ndarray,
+    start_x0: np.ndarray,
     normals: np.ndarray,
 ) -> Deposit:
-    """GFlash showers of (N, s) photons converting after Exp(9/7 X0) (§3a).
+    """GFlash showers of (N, s) photons or electrons starting at ``start_x0`` (§3a).
 
-    ``conversion_u`` (N, s) are uniforms for the conversion depth and
-    ``normals`` (N, s, 2) the standard normals of ln T and ln α.
+    ``start_x0`` (N, s) are depths along the path in X0 from the front of the
+    stack (`convert_photons`), ``normals`` (N, s, 2) the standard normals of
+    ln T and ln α.
     """
     emb = geometry.EMB_MEDIUM
     t_max, alpha = gflash_longitudinal(
@@ -467,10 +471,114 @@ def photon_showers(
         sampling_ehat=gflash.ehat,
         sigma_cap=gflash.sigma_cap,
     )
-    # Depths along the path count the X0 traversed: the conversion depth needs no cosh η.
-    start = -np.log1p(-conversion_u) * CONVERSION_LENGTH_X0
-    gamma = (alpha, (alpha - 1.0) / t_max, start)
+    gamma = (alpha, (alpha - 1.0) / t_max, start_x0)
     return _deposit(stack, stack.x0_bounds, energy, eta, phi, gamma, t_max)
+
+
+# ---------------------------------------------------------------------------
+# Photon conversions in the inner detector (§3a.1).
+
+
+class Conversions(NamedTuple):
+    """Photons after the inner detector: each still a photon, or an e+e− pair bent in φ.
+
+    Slot 2i holds photon i or its electron, slot 2i + 1 its positron (no energy
+    when photon i did not convert).
+    """
+
+    energy: np.ndarray  #: (N, 2s)
+    eta: np.ndarray  #: (N, 2s)
+    phi: np.ndarray  #: (N, 2s)
+    start_x0: np.ndarray  #: (N, 2s) depth (X0 along the path) where each starts to shower
+    converted: np.ndarray  #: (N, s) bool
+    radius_mm: np.ndarray  #: (N, s) conversion radius; 0 if none
+    curls: np.ndarray  #: (N, 2s) bool: an electron too soft to leave the solenoid
+
+
+# Bethe–Heitler sharing of the photon energy between the pair at high energy,
+# dσ/dx ∝ 1 − (4/3) x (1 − x) (PDG passage-of-particles review, complete
+# screening), sampled through its inverse cumulative distribution.
+_SHARE_GRID = np.linspace(0.0, 1.0, 513)
+_SHARE_CDF = (_SHARE_GRID - 2.0 / 3.0 * _SHARE_GRID**2 + 4.0 / 9.0 * _SHARE_GRID**3) / (7.0 / 9.0)
+
+
+def _bending(
+    energy: np.ndarray, eta: np.ndarray, radius_mm: np.ndarray, detector: InnerDetector
+) -> tuple[np.ndarray, np.ndarray]:
+    """φ offset (rad) at the calorimeter of a track of ``energy`` made at ``radius_mm``, and
+    whether it curls up inside the solenoid instead.
+
+    In the transverse plane the track leaves radius r along the photon's line
+    on a circle of radius ρ = p_T / (0.3 B) (m, GeV, T). Having turned by θ it
+    is at radius R with R² = r² + 2ρ²(1 − cos θ) + 2rρ sin θ; it leaves the
+    field at the solenoid's radius (if it gets there: p_T above about
+    0.3 B R_s / 2) and flies straight on to the calorimeter.
+    """
+    r = radius_mm * 1e-3
+    r_s = detector.solenoid_radius_mm * 1e-3
+    r_cal = detector.calorimeter_radius_mm * 1e-3
+    rho = np.maximum(energy, 1e-6) / np.cosh(eta) / (0.3 * detector.field_t)
+    a, b = 2.0 * rho**2, 2.0 * r * rho
+    c = np.hypot(a, b)
+    cosine = (a - (r_s**2 - r**2)) / c
+    curls = cosine < -1.0
+    theta = np.arccos(np.clip(cosine, -1.0, 1.0)) - np.arctan2(b, a)
+    x, y = r + rho * np.sin(theta), rho * (1.0 - np.cos(theta))
+    dx, dy = np.cos(theta), np.sin(theta)
+    along = x * dx + y * dy
+    t = -along + np.sqrt(np.maximum(along**2 - (x**2 + y**2) + r_cal**2, 0.0))
+    return np.arctan2(y + t * dy, x + t * dx), curls
+
+
+def convert_photons(
+    detector: InnerDetector,
+    energy: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    uniforms: np.ndarray,
+) -> Conversions:
+    """Let (N, s) photons convert in the inner detector (``docs/physics.md`` §3a.1).
+
+    A photon crossing X = ``detector.x0`` · cosh η radiation lengths of the
+    inner detector converts there with probability 1 − exp(−7X/9), at a radius
+    uniform in ``detector.radius_mm`` (the material taken as spread evenly in
+    radius). The electron takes the Bethe–Heitler share x of the energy, the
+    positron 1 − x; they bend apart in φ in the solenoid (`_bending`) and start
+    to shower at once; one too soft to leave the solenoid curls up there
+    (``curls``: its energy stays in the dead material in front). A photon that does not convert there converts after a
+    further Exp(9/7 X0) in the material behind it, as before. ``uniforms``
+    (N, s, 4): conversion, radius, share, depth.
+    """
+    n, s = energy.shape
+    path_x0 = detector.x0 * np.cosh(eta)
+    converted = uniforms[..., 0] < -np.expm1(-7.0 / 9.0 * path_x0)
+    r_min, r_max = detector.radius_mm
+    where = uniforms[..., 1]
+    radius = np.where(converted, r_min + (r_max - r_min) * where, 0.0)
+    share = np.interp(uniforms[..., 2], _SHARE_CDF, _SHARE_GRID)
+    first = np.where(converted, share * energy, energy)
+    second = np.where(converted, (1.0 - share) * energy, 0.0)
+    bend_first, curl_first = _bending(first, eta, radius, detector)
+    bend_second, curl_second = _bending(second, eta, radius, detector)
+    phi_first = phi + np.where(converted, bend_first, 0.0)
+    phi_second = phi - np.where(converted, bend_second, 0.0)
+    # Depths count from the front of the stack, whose dead material includes the inner detector.
+    pair_start = where * path_x0
+    photon_start = path_x0 - np.log1p(-uniforms[..., 3]) * CONVERSION_LENGTH_X0
+    start = np.where(converted, pair_start, photon_start)
+
+    def interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.stack([a, b], axis=-1).reshape(n, 2 * s)
+
+    return Conversions(
+        energy=interleave(first, second),
+        eta=interleave(eta, eta),
+        phi=interleave(phi_first, phi_second),
+        start_x0=interleave(start, pair_start),
+        converted=converted,
+        radius_mm=radius,
+        curls=interleave(converted & curl_first, converted & curl_second),
+    )
 
 
 class HadronShowers(NamedTuple):

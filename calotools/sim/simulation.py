@@ -59,6 +59,7 @@ from calotools.sim.showers import (
     cascade_draws,
     cell_energies,
     charged_pion_showers,
+    convert_photons,
     em_profiles,
     nonem_profiles,
     photon_showers,
@@ -72,6 +73,8 @@ __all__ = ["simulate", "simulate_batch"]
 _BLOCK = 64
 _N_UNIFORMS = 8  # energy, |η|, sign η, φ, cos θ*, φ*, depth 1, depth 2
 _N_NORMALS = 5  # GFlash (ln T, ln α) of photon 1 and 2, EM fraction
+# Photons per event, for their conversions (`_Draws.conversion_uniform`).
+_PHOTONS = {"gamma": 1, "pi0": 2}
 # Corner-grid elements per vectorised step: a few MB of temporaries, cache-sized.
 _CHUNK_ELEMENTS = 1 << 18
 
@@ -169,6 +172,9 @@ class _Draws(NamedTuple):
     # stream of their own, so that photon and π0 events do not depend on them.
     cascade_uniform: np.ndarray
     cascade_normal: np.ndarray
+    # Photons (γ, π0): conversions in the inner detector, from a third stream.
+    conversion_uniform: np.ndarray  # (N, photons, 4)
+    conversion_normal: np.ndarray  # (N, photons, 2): GFlash of the positron
 
 
 def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
@@ -181,6 +187,8 @@ def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
     hadron = config.particle in ("pi+", "pi-")
     n_u, n_z = cascade_draws(config.subshowers, config.hadronic_clumps) if hadron else (0, 0)
     cascade_u, cascade_z = np.empty((n, n_u)), np.empty((n, n_z))
+    photons = _PHOTONS.get(config.particle, 0)
+    conversion_u, conversion_z = np.empty((n, photons, 4)), np.empty((n, photons, 2))
     for block in range(start // _BLOCK, (stop - 1) // _BLOCK + 1):
         seed = np.random.SeedSequence(config.seed, spawn_key=(stream, block))
         rng = np.random.Generator(np.random.PCG64(seed))
@@ -199,7 +207,14 @@ def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
             cascade = np.random.Generator(np.random.PCG64(cascade_seed))
             cascade_u[lo - start : hi - start] = cascade.random((_BLOCK, n_u))[keep]
             cascade_z[lo - start : hi - start] = cascade.standard_normal((_BLOCK, n_z))[keep]
-    return _Draws(uniform, normal, cells, cascade_u, cascade_z)
+        if photons:
+            conversion_seed = np.random.SeedSequence(config.seed, spawn_key=(stream, block, 2))
+            conversion = np.random.Generator(np.random.PCG64(conversion_seed))
+            block_u = conversion.random((_BLOCK, photons, 4))
+            conversion_u[lo - start : hi - start] = block_u[keep]
+            block_z = conversion.standard_normal((_BLOCK, photons, 2))
+            conversion_z[lo - start : hi - start] = block_z[keep]
+    return _Draws(uniform, normal, cells, cascade_u, cascade_z, conversion_u, conversion_z)
 
 
 def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch:
@@ -229,17 +244,35 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch
     extra: dict[str, np.ndarray] = {}
     nonem: Deposit | None = None
     mip = np.zeros((n, len(stack.r_inner)))
-    if config.particle == "pi0":
-        cos_theta_star, phi_star = 2.0 * u[:, 4] - 1.0, 2.0 * math.pi * u[:, 5]
-        photons = pi0_decay(energy, eta, phi, cos_theta_star, phi_star)
-        em = photon_showers(config.gflash, stack, *photons, u[:, 6:8], z[:, :4].reshape(n, 2, 2))
-        for i, key in enumerate(("photon1", "photon2")):
-            extra[f"{key}_e"] = photons[0][:, i]
-            extra[f"{key}_eta"] = photons[1][:, i]
-            extra[f"{key}_phi"] = geometry.wrap_phi(photons[2][:, i])
-    elif config.particle == "gamma":
-        axis = (energy[:, None], eta[:, None], phi[:, None])
-        em = photon_showers(config.gflash, stack, *axis, u[:, 6:7], z[:, None, :2])
+    if config.particle in _PHOTONS:
+        if config.particle == "pi0":
+            cos_theta_star, phi_star = 2.0 * u[:, 4] - 1.0, 2.0 * math.pi * u[:, 5]
+            photons = pi0_decay(energy, eta, phi, cos_theta_star, phi_star)
+            normals = z[:, :4].reshape(n, 2, 2)
+            for i, key in enumerate(("photon1", "photon2")):
+                extra[f"{key}_e"] = photons[0][:, i]
+                extra[f"{key}_eta"] = photons[1][:, i]
+                extra[f"{key}_phi"] = geometry.wrap_phi(photons[2][:, i])
+        else:
+            photons = (energy[:, None], eta[:, None], phi[:, None])
+            normals = z[:, None, :2]
+        # The photons' own uniforms u[:, 6:8] are no longer used: the conversion
+        # stream decides where they convert (§3a.1).
+        pairs = convert_photons(config.inner_detector, *photons, draws.conversion_uniform)
+        both = np.stack([normals, draws.conversion_normal], axis=2).reshape(n, -1, 2)
+        em = photon_showers(
+            config.gflash, stack, pairs.energy, pairs.eta, pairs.phi, pairs.start_x0, both
+        )
+        if pairs.curls.any():  # electrons that loop in the solenoid: lost in front
+            slice_energy, beyond = em.slice_energy.copy(), em.beyond.copy()
+            slice_energy[pairs.curls] = 0.0
+            slice_energy[pairs.curls, stack.front] = pairs.energy[pairs.curls]
+            beyond[pairs.curls] = 0.0
+            em = em._replace(slice_energy=slice_energy, beyond=beyond)
+        extra["conversions"] = pairs.converted.sum(axis=1).astype(np.float64)
+        # The radius of the first converted photon (in decay order), 0 if none.
+        first = np.argmax(pairs.converted, axis=1)
+        extra["conversion_radius_mm"] = pairs.radius_mm[np.arange(n), first]
     else:
         hadron = charged_pion_showers(
             config.hadronic,
