@@ -28,6 +28,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from scipy import sparse
 from scipy.special import gammainc
 
 from calotools import geometry
@@ -882,9 +883,11 @@ def cell_energies(
         for j in range(1, m):
             corners += g[:, j]
     else:
-        first = np.flatnonzero(np.r_[True, event[1:] != event[:-1]])
-        corners = np.zeros((n, *g.shape[1:]))
-        corners[event[first]] = np.add.reduceat(g, first, axis=0, dtype=np.float64)
+        # A 0/1 matrix of events × kept profiles: scipy sums each row's entries
+        # in column order, in float64, several times faster than np.add.reduceat.
+        k = len(event)
+        rows = sparse.csr_matrix((np.ones(k), (event, np.arange(k))), shape=(n, k))
+        corners = (rows @ g.reshape(k, -1)).reshape(n, *g.shape[1:])
     along_first = corners[:, 1:] - corners[:, :-1]
     cells = out.transpose(0, 2, 1) if swap else out
     np.subtract(along_first[:, :, 1:], along_first[:, :, :-1], out=cells)
