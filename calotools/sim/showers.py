@@ -780,21 +780,8 @@ def charged_pion_showers(
     # Its photons convert after Exp(9/7 X0), as a photon's do (§3a); the γγ opening
     # angle, ≈ 2m/E, separates them by less than a Molière radius so near the vertex.
     start = made_x0 - np.log1p(-per_slot_u[..., 3]) * CONVERSION_LENGTH_X0
-    emb = geometry.EMB_MEDIUM
-    t_max, alpha = gflash_longitudinal(
-        sub_energy,
-        per_slot_z[..., 1],
-        per_slot_z[..., 2],
-        critical_energy_gev=emb.critical_energy_mev * 1e-3,
-        z_eff=emb.z_eff,
-        sampling_fs=gflash.fs,
-        sampling_ehat=gflash.ehat,
-        sigma_cap=gflash.sigma_cap,
-    )
     axis = (np.repeat(eta[:, None], k, axis=1), np.repeat(phi[:, None], k, axis=1))
-    em = _deposit(
-        stack, stack.x0_bounds, sub_energy, *axis, (alpha, (alpha - 1.0) / t_max, start), t_max
-    )
+    em = photon_showers(gflash, stack, sub_energy, *axis, start, per_slot_z[..., 1:3])
     # Each sub-shower leaves the vertex at θ = p_T / E: its axis is off the pion's
     # by (r − r_vertex) tan θ at radius r, along the azimuth ψ.
     p_t = -np.log1p(-per_slot_u[..., 1]) * hadronic.secondary_pt_gev
