@@ -36,6 +36,7 @@ False
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -232,11 +233,21 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
 def sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's content, read in 1 MiB blocks (an ntuple may exceed the memory).
 
-    What a sidecar records of its data file, and how two input files are found
-    to be copies of each other.
+    What a sidecar records of its data file, how two input files are found to
+    be copies of each other, and how a split knows its files. A selection asks
+    for the same files more than once, so the digest is remembered per file
+    version (path, inode, size and modification time: a rewrite or a rename
+    into place changes them).
     """
+    path = Path(path).resolve()
+    info = path.stat()
+    return _sha256(path, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: Path, inode: int, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
+    with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
