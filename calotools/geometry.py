@@ -46,11 +46,12 @@ __all__ = [
 #: |η| reach of the barrel layers modelled here (``docs/physics.md`` §1).
 BARREL_ETA_MAX = 0.7
 
-#: Half-widths of the image window. MLTree leaves out cells with |dη| ≥ 0.2 or
-#: |dφ| ≥ 0.196 (``docs/ntuple-format.md``, "How MLTree fills the images"); 0.196 is
-#: two EMB1 φ cells (2 × 2π/64).
+#: Half-widths of the image window: 0.2 in η, π/16 in φ (two EMB1 φ cells, 2 × 2π/64).
+#: MLTree leaves out cells with |dη| ≥ 0.2 − 10⁻⁴ or |dφ| ≥ π/16 − 10⁻⁴, so that a
+#: cell exactly at the edge is out whatever the rounding (``docs/ntuple-format.md``,
+#: "How MLTree fills the images").
 IMAGE_HALF_WIDTH_ETA = 0.2
-IMAGE_HALF_WIDTH_PHI = 0.196
+IMAGE_HALF_WIDTH_PHI = math.pi / 16
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ def test_image_layers_have_the_mltree_shapes():
 
 
 def test_every_image_spans_the_0p4_window():
-    """n_η Δη = 0.4 and n_φ Δφ = 2π/16 ≈ 0.393 (MLTree's φ cut 0.196 is just inside)."""
+    """n_η Δη = 0.4 and n_φ Δφ = 2π/16 ≈ 0.393: each image is MLTree's window, 2 half-widths."""
     for lay in geometry.IMAGE_LAYERS:
         n_eta, n_phi = lay.image_shape
         assert n_eta * lay.deta == pytest.approx(2 * geometry.IMAGE_HALF_WIDTH_ETA)
         assert n_phi * lay.dphi == pytest.approx(2 * math.pi / 16)
-        assert 0 < n_phi * lay.dphi / 2 - geometry.IMAGE_HALF_WIDTH_PHI < 5e-4
+        assert n_phi * lay.dphi == pytest.approx(2 * geometry.IMAGE_HALF_WIDTH_PHI)
 
 
 def test_pixel_edges_put_the_centre_cell_at_index_n_over_2():

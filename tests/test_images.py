@@ -132,7 +132,7 @@ def test_index_rule_for_every_cell_of_a_blob():
         d_eta, d_phi = eta - eta_c[k], geometry.wrap_phi(phi - phi_c[k])
         if lay.image_shape is None or e * w < MIN_CELL_ENERGY:
             continue
-        if abs(d_eta) >= 0.2 or abs(d_phi) >= 0.196:
+        if abs(d_eta) >= 0.2 - 1e-4 or abs(d_phi) >= math.pi / 16 - 1e-4:
             continue
         i = math.floor(d_eta / lay.deta + 1e-4) + lay.image_shape[0] // 2
         j = math.floor(d_phi / lay.dphi + 1e-4) + lay.image_shape[1] // 2
@@ -168,7 +168,11 @@ def test_pixels_and_dropped_energy_add_up_to_one_less_the_presampler():
     d_eta = links.eta - eta_c[links.cluster]
     d_phi = geometry.wrap_phi(links.phi - phi_c[links.cluster])
     presampler = links.layer == 0
-    dropped = (e_w < MIN_CELL_ENERGY) | (np.abs(d_eta) >= 0.2) | (np.abs(d_phi) >= 0.196)
+    dropped = (
+        (e_w < MIN_CELL_ENERGY)
+        | (np.abs(d_eta) >= 0.2 - 1e-4)
+        | (np.abs(d_phi) >= math.pi / 16 - 1e-4)
+    )
     e_clus = clusters.table["cluster_E"].to_numpy()
     rest = np.bincount(links.cluster, e_w * (presampler | dropped), minlength=len(clusters))
     pixel_sum = sum(
@@ -195,3 +199,68 @@ def test_image_window_wraps_in_phi():
     assert image.sum() == pytest.approx(1.0)
     assert np.count_nonzero(image) == 2
     assert image[8, 8] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("layer", geometry.IMAGE_LAYER_NAMES)
+def test_window_edges_of_every_layer(layer):
+    """The outermost cells inside MLTree's window fill the edge pixels; the next ones are out.
+
+    Hand-placed cells around an EMB2 centre cell: in ``layer``, the cells with the most
+    negative and most positive offsets still inside |dη| < 0.2 − 10⁻⁴ and |dφ| < π/16 − 10⁻⁴ land
+    where floor(d/Δ + 1e-4) + n/2 says: the last pixel n − 1 on both axes, and the first
+    pixel 0 except in φ for EMB2 and EMB3 and in η for EMB2. There the cell 8 steps away
+    is at 0.2 in η and 8 · 2π/256 = π/16 in φ, at the edges and so outside: row and column 0
+    stay empty whenever the window centres on an EMB2 cell (docs/ntuple-format.md). The
+    cells one step further out count in cluster_E but in no pixel.
+    """
+    lay = geometry.layer(layer)
+    n_eta, n_phi = lay.image_shape
+    batch = make_batch(1, eta=0.3, phi=0.1, noise=False)
+    for name, cells in batch.layers.items():  # 1 MeV everywhere: connects, never imaged
+        cells.energy[:] = 0.001 * (name != "PreSamplerB")
+    emb2 = geometry.layer("EMB2")
+    i2, j2 = 12, 14
+    deposit(batch, 0, "EMB2", i2, j2, 1000.0)
+    centre_eta = batch.eta_low[0] + (i2 + 0.5) * emb2.deta
+    centre_phi = batch.phi_low[0] + (j2 + 0.5) * emb2.dphi
+    window_eta, window_phi = batch.window.shape(layer)
+    d_eta = batch.eta_low[0] + (np.arange(window_eta) + 0.5) * lay.deta - centre_eta
+    d_phi = batch.phi_low[0] + (np.arange(window_phi) + 0.5) * lay.dphi - centre_phi
+    inside_eta = np.flatnonzero(np.abs(d_eta) < 0.2 - 1e-4)
+    inside_phi = np.flatnonzero(np.abs(d_phi) < math.pi / 16 - 1e-4)
+
+    def pixel(d: float, step: float, n: int) -> int:
+        return math.floor(d / step + 1e-4) + n // 2
+
+    first = (
+        pixel(d_eta[inside_eta[0]], lay.deta, n_eta),
+        pixel(d_phi[inside_phi[0]], lay.dphi, n_phi),
+    )
+    last = (
+        pixel(d_eta[inside_eta[-1]], lay.deta, n_eta),
+        pixel(d_phi[inside_phi[-1]], lay.dphi, n_phi),
+    )
+    assert last == (n_eta - 1, n_phi - 1)
+    # EMB2 cells 8 steps from the centre are at exactly 8 · 0.025 = 0.2 in η and at
+    # 8 · 2π/256 = π/16 in φ: both outside. EMB3's η cells sit half a cell off.
+    assert first == {"EMB2": (1, 1), "EMB3": (0, 1)}.get(layer, (0, 0))
+    beyond = (inside_eta[-1] + 1, inside_phi[-1] + 1)
+    assert beyond[0] < window_eta
+    assert beyond[1] < window_phi
+    for cell in ((inside_eta[0], inside_phi[0]), (inside_eta[-1], inside_phi[-1]), beyond):
+        deposit(batch, 0, layer, *cell, 0.05)
+    clusters = _whole_window_cluster(batch)
+    assert geometry.LAYERS[image_centres(clusters)[2][0]].name == "EMB2"
+    image = cluster_images(clusters)[layer][0]
+    e_clus = clusters.table["cluster_E"][0]
+    expected = (0.05 + 0.001) / e_clus
+    for corner in (first, last):
+        assert image[corner] == pytest.approx(expected, rel=1e-6)
+    assert not image[: first[0]].any()
+    assert not image[:, : first[1]].any()
+    # The cell beyond the window: its 51 MeV are in cluster_E, nowhere in the image (the
+    # 1 MeV cells are under the 5 MeV cut, so the image holds the corners and the centre).
+    centre = (1000.0 + 0.001) * (layer == "EMB2")
+    assert image.sum() * e_clus == pytest.approx(2 * expected * e_clus + centre, rel=1e-5)
+    everything = sum(c.energy[0].sum() for n, c in batch.layers.items() if n != "PreSamplerB")
+    assert e_clus == pytest.approx(everything, rel=1e-6)

@@ -97,6 +97,9 @@ class GFlashSampling:
     fs: float
     ehat: float
     sigma_cap: float  #: cap on the spread of ln T and ln α
+    spot_n1: float  #: N_spot = n1 / c · E^n2, the spots that sample the radial profile
+    spot_n2: float
+    sampling_term: float  #: c, the EM sampling term (GeV^½)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ _POSITIVE = (
     "hadronic_radius_growth_lambda",
     "gflash_sampling_fs",
     "gflash_sigma_cap",
+    "gflash_spot_n1",
+    "gflash_spot_n2",
     "subshower_depth_lambda",
     "secondary_pt_gev",
     "hadronic_clump_radius_lambda",
@@ -284,6 +289,11 @@ class SimulationConfig:
     gflash_sampling_fs: float = 3.3
     gflash_sampling_ehat: float = 0.69
     gflash_sigma_cap: float = 0.5
+    # §3a [R]: GFlash's radial fluctuations. A shower samples its radial profile
+    # with N_spot = n1 / c · E^n2 spots (E in GeV, c = em_sampling_term), so its
+    # core share fluctuates binomially about the average.
+    gflash_spot_n1: float = 10.3
+    gflash_spot_n2: float = 0.959
 
     def __post_init__(self) -> None:
         known = isinstance(self.particle, str) and self.particle in PARTICLES
@@ -406,6 +416,9 @@ class SimulationConfig:
             fs=self.gflash_sampling_fs,
             ehat=self.gflash_sampling_ehat,
             sigma_cap=self.gflash_sigma_cap,
+            spot_n1=self.gflash_spot_n1,
+            spot_n2=self.gflash_spot_n2,
+            sampling_term=self.em_sampling_term,
         )
 
     @property

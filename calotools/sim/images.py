@@ -10,8 +10,8 @@ images"):
   go to the first cell in layer order);
 - a cell at dη = η_cell − η_centre, dφ = φ_cell − φ_centre (wrapped) lands in
   pixel floor(dη/Δη_layer + 10⁻⁴) + n_η/2, floor(dφ/Δφ_layer + 10⁻⁴) + n_φ/2,
-  so the centre cell sits at index n/2; cells with |dη| ≥ 0.2 or |dφ| ≥ 0.196
-  are left out;
+  so the centre cell sits at index n/2; cells with |dη| ≥ 0.2 − 10⁻⁴ or
+  |dφ| ≥ π/16 − 10⁻⁴ are left out (a cell exactly at the edge is out);
 - only the cluster's cells enter, each with its cluster weight; a cell whose
   weighted energy E·w is under 5 MeV, or whose pixel value would be negative,
   is dropped (it still counts in ``cluster_E``);
@@ -39,7 +39,8 @@ __all__ = ["MIN_CELL_ENERGY", "cluster_images", "image_centres"]
 
 #: MLTree's m_cellE_thres: weighted cell energies below 5 MeV stay out of the images (GeV).
 MIN_CELL_ENERGY = 0.005
-# floor(d/Δ + 1e-4): the offset MLTree adds against rounding (docs/ntuple-format.md).
+# floor(d/Δ + 1e-4) and the window's edges less 1e-4: MLTree's margin against
+# rounding (its ``reg``; docs/ntuple-format.md).
 _INDEX_EPSILON = 1e-4
 
 
@@ -90,8 +91,8 @@ def cluster_images(
     keep = (
         (weighted >= min_cell_energy)
         & (pixel >= 0)
-        & (np.abs(d_eta) < geometry.IMAGE_HALF_WIDTH_ETA)
-        & (np.abs(d_phi) < geometry.IMAGE_HALF_WIDTH_PHI)
+        & (np.abs(d_eta) < geometry.IMAGE_HALF_WIDTH_ETA - _INDEX_EPSILON)
+        & (np.abs(d_phi) < geometry.IMAGE_HALF_WIDTH_PHI - _INDEX_EPSILON)
     )
     images = {}
     for index, lay in enumerate(geometry.LAYERS):

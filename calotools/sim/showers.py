@@ -66,6 +66,7 @@ __all__ = [
     "nonem_profiles",
     "photon_showers",
     "pi0_decay",
+    "spot_count",
 ]
 
 #: Mean photon conversion depth, 9/7 X0 (pair-production mean free path, PDG
@@ -872,8 +873,10 @@ def cell_energies(
     else:
         # A 0/1 matrix of events × kept profiles: scipy sums each row's entries
         # in column order, in float64, several times faster than np.add.reduceat.
+        # Given as CSR arrays directly (``event`` is sorted): skips scipy's COO conversion.
         k = len(event)
-        rows = sparse.csr_matrix((np.ones(k), (event, np.arange(k))), shape=(n, k))
+        indptr = np.searchsorted(event, np.arange(n + 1))
+        rows = sparse.csr_matrix((np.ones(k), np.arange(k), indptr), shape=(n, k))
         corners = (rows @ g.reshape(k, -1)).reshape(n, *g.shape[1:])
     along_first = corners[:, 1:] - corners[:, :-1]
     cells = out.transpose(0, 2, 1) if swap else out
@@ -883,13 +886,41 @@ def cell_energies(
     return out
 
 
+def spot_count(gflash: GFlashSampling, energy: np.ndarray) -> np.ndarray:
+    """GFlash's number of spots of a shower of ``energy`` (GeV) in a sampling calorimeter.
+
+    N_spot = n1 / c · E^n2 (``docs/physics.md`` §3a): the energy is deposited
+    in that many spots, each at a radius drawn from the radial profile, which
+    is how GFlash makes the radial profile fluctuate from shower to shower.
+    Infinite (no fluctuation) for a sampling term c = 0.
+
+    Examples
+    --------
+    >>> from calotools.sim.config import SimulationConfig
+    >>> spot_count(SimulationConfig().gflash, np.array([1.0, 10.0, 100.0])).round()
+    array([ 103.,  937., 8528.])
+    """
+    energy = np.maximum(energy, 0.0)
+    if gflash.sampling_term <= 0.0:
+        return np.full_like(energy, np.inf, dtype=np.float64)
+    return gflash.spot_n1 / gflash.sampling_term * energy**gflash.spot_n2
+
+
 def em_profiles(
-    gflash: GFlashSampling, stack: Stack, deposit: Deposit, layer: geometry.Layer
+    gflash: GFlashSampling,
+    stack: Stack,
+    deposit: Deposit,
+    layer: geometry.Layer,
+    spot_normal: np.ndarray | None = None,
 ) -> Profiles:
     """GFlash core and tail profiles of the EM deposit's slices in ``layer`` (§3a).
 
     R in Molière radii of the layer's medium, at the shower age τ of each
-    slice's energy-weighted mean depth.
+    slice's energy-weighted mean depth. ``spot_normal`` (N, s), standard
+    normals, makes each shower's core share in the layer fluctuate as the
+    share of its spots there (`spot_count`) that fall in the core would:
+    binomially, with σ² = p (1 − p) / n for the n spots of the layer's energy.
+    None gives the average profile.
     """
     idx = stack.layer_slices[layer.name]
     medium = layer.medium
@@ -901,10 +932,22 @@ def em_profiles(
         sampling_fs=gflash.fs,
         sampling_ehat=gflash.ehat,
     )
+    p_core = radial.p_core
+    if spot_normal is not None and gflash.sampling_term > 0.0:  # else infinitely many spots
+        # The layer's spots, as its share of the shower's energy; at least one.
+        share = np.divide(
+            energy.sum(axis=2),
+            deposit.energy,
+            out=np.zeros_like(deposit.energy),
+            where=deposit.energy > 0,
+        )
+        spots = np.maximum(spot_count(gflash, deposit.energy) * share, 1.0)
+        sigma = np.sqrt(p_core * (1.0 - p_core) / spots[..., None])
+        p_core = np.clip(p_core + sigma * spot_normal[..., None], 0.0, 1.0)
     # Projective cells: at radius r, offsets Δη and Δφ are r·Δη and r·Δφ across the axis.
     per_moliere = deposit.slice_radius[:, :, idx] / (10.0 * medium.moliere_cm)
     scale = np.stack([per_moliere / radial.r_core, per_moliere / radial.r_tail], axis=-1)
-    weight = np.stack([energy * radial.p_core, energy * (1.0 - radial.p_core)], axis=-1)
+    weight = np.stack([energy * p_core, energy * (1.0 - p_core)], axis=-1)
     return _profiles(deposit, idx, scale, weight)
 
 

@@ -175,6 +175,8 @@ class _Draws(NamedTuple):
     # Photons (γ, π0): conversions in the inner detector, from a third stream.
     conversion_uniform: np.ndarray  # (N, photons, 4)
     conversion_normal: np.ndarray  # (N, photons, 2): GFlash of the positron
+    # Every EM shower: the spread of its core share per layer (GFlash's spots), a fourth.
+    spot_normal: np.ndarray  # (N, EM shower slots, layers)
 
 
 def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
@@ -189,6 +191,9 @@ def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
     cascade_u, cascade_z = np.empty((n, n_u)), np.empty((n, n_z))
     photons = _PHOTONS.get(config.particle, 0)
     conversion_u, conversion_z = np.empty((n, photons, 4)), np.empty((n, photons, 2))
+    # EM shower slots: a photon's or its e+e− pair's, or a π± cascade's π0 sub-showers.
+    em_slots = 2 * photons if photons else config.subshowers
+    spot_z = np.empty((n, em_slots, len(geometry.LAYERS)))
     for block in range(start // _BLOCK, (stop - 1) // _BLOCK + 1):
         seed = np.random.SeedSequence(config.seed, spawn_key=(stream, block))
         rng = np.random.Generator(np.random.PCG64(seed))
@@ -214,7 +219,10 @@ def _draw(config: SimulationConfig, start: int, stop: int) -> _Draws:
             conversion_u[lo - start : hi - start] = block_u[keep]
             block_z = conversion.standard_normal((_BLOCK, photons, 2))
             conversion_z[lo - start : hi - start] = block_z[keep]
-    return _Draws(uniform, normal, cells, cascade_u, cascade_z, conversion_u, conversion_z)
+        spot_seed = np.random.SeedSequence(config.seed, spawn_key=(stream, block, 3))
+        spots = np.random.Generator(np.random.PCG64(spot_seed))
+        spot_z[lo - start : hi - start] = spots.standard_normal((_BLOCK, *spot_z.shape[1:]))[keep]
+    return _Draws(uniform, normal, cells, cascade_u, cascade_z, conversion_u, conversion_z, spot_z)
 
 
 def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch:
@@ -299,7 +307,7 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch
     layers: dict[str, LayerCells] = {}
     outside = np.zeros(n)
     offset = 0
-    for lay in geometry.LAYERS:
+    for index, lay in enumerate(geometry.LAYERS):
         shape = config.window.shape(lay.name)
         normal = draws.cells[:, offset : offset + shape[0] * shape[1]].reshape(n, *shape)
         offset += shape[0] * shape[1]
@@ -307,7 +315,7 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> CellBatch
             config,
             lay,
             (eta_low, phi_low),
-            em_profiles(config.gflash, stack, em, lay),
+            em_profiles(config.gflash, stack, em, lay, draws.spot_normal[:, :, index]),
             None if nonem is None else nonem_profiles(config.hadronic, stack, nonem, lay),
             mip[:, stack.layer_slices[lay.name]].sum(axis=1),
             (eta, phi),
