@@ -67,6 +67,22 @@ def _whole_window_cluster(batch):
     return topo_cluster(batch, ClusteringConfig(split=False, growth_threshold=0.0))
 
 
+def _emb2_centred_batch():
+    """One event of 1 MeV in every cell (connects, never imaged) and 1 TeV in EMB2 cell (12, 14).
+
+    Returns the batch and the (η, φ) of that cell, which the image window centres on.
+    """
+    batch = make_batch(1, eta=0.3, phi=0.1, noise=False)
+    for name, cells in batch.layers.items():
+        cells.energy[:] = 0.001 * (name != "PreSamplerB")
+    emb2 = geometry.layer("EMB2")
+    i2, j2 = 12, 14
+    deposit(batch, 0, "EMB2", i2, j2, 1000.0)
+    centre_eta = batch.eta_low[0] + (i2 + 0.5) * emb2.deta
+    centre_phi = batch.phi_low[0] + (j2 + 0.5) * emb2.dphi
+    return batch, centre_eta, centre_phi
+
+
 @pytest.mark.parametrize(
     ("layer", "offset", "pixel"),
     [
@@ -80,14 +96,7 @@ def _whole_window_cluster(batch):
 def test_deposit_at_a_known_offset_lands_where_the_index_rule_says(layer, offset, pixel):
     """A cell offset (k_η Δη, k_φ Δφ) from the centre cell fills pixel floor(d/Δ + 1e-4) + n/2."""
     lay = geometry.layer(layer)
-    batch = make_batch(1, eta=0.3, phi=0.1, noise=False)
-    for name, cells in batch.layers.items():  # 1 MeV everywhere: connects, never imaged
-        cells.energy[:] = 0.001 * (name != "PreSamplerB")
-    emb2 = geometry.layer("EMB2")
-    i2, j2 = 12, 14
-    deposit(batch, 0, "EMB2", i2, j2, 1000.0)
-    centre_eta = batch.eta_low[0] + (i2 + 0.5) * emb2.deta
-    centre_phi = batch.phi_low[0] + (j2 + 0.5) * emb2.dphi
+    batch, centre_eta, centre_phi = _emb2_centred_batch()
     i, j = cell_index(
         batch, 0, layer, centre_eta + offset[0] * lay.deta, centre_phi + offset[1] * lay.dphi
     )
@@ -215,14 +224,7 @@ def test_window_edges_of_every_layer(layer):
     """
     lay = geometry.layer(layer)
     n_eta, n_phi = lay.image_shape
-    batch = make_batch(1, eta=0.3, phi=0.1, noise=False)
-    for name, cells in batch.layers.items():  # 1 MeV everywhere: connects, never imaged
-        cells.energy[:] = 0.001 * (name != "PreSamplerB")
-    emb2 = geometry.layer("EMB2")
-    i2, j2 = 12, 14
-    deposit(batch, 0, "EMB2", i2, j2, 1000.0)
-    centre_eta = batch.eta_low[0] + (i2 + 0.5) * emb2.deta
-    centre_phi = batch.phi_low[0] + (j2 + 0.5) * emb2.dphi
+    batch, centre_eta, centre_phi = _emb2_centred_batch()
     window_eta, window_phi = batch.window.shape(layer)
     d_eta = batch.eta_low[0] + (np.arange(window_eta) + 0.5) * lay.deta - centre_eta
     d_phi = batch.phi_low[0] + (np.arange(window_phi) + 0.5) * lay.dphi - centre_phi
