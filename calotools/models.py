@@ -9,8 +9,12 @@ are the dict of named arrays the preprocessing produces, so that
 Tasks: ``"classify"`` gives P(π±) (π0 = 0, π± = 1, ``docs/conventions.md``);
 ``"regress"`` gives the calibrated energy. A regression variant keeps the
 classifier's trunk, adds the cluster energy and |η| as scalar inputs (where the
-classifier had none) and ends in one linear unit trained with the mean squared
-error on the standardised ln E_calib (``target="log_energy"``).
+classifier had none) and ends in one linear unit that learns what a calibration
+learns: the correction ln(E_calib / E_EM) to the EM scale (``target="log_ratio"``),
+with a Huber loss (`HUBER_DELTA`) so that noise clusters, whose EM-scale energy
+is near zero and ratio far from 1, do not dominate. The unit starts at zero, so
+an untrained regression returns the EM-scale energy. Models saved with the
+earlier target, the standardised ln E_calib (``"log_energy"``), keep it.
 
 Pixels: the ntuples store cell energy / cluster_E, and a real cluster whose
 EM-scale energy is near zero (noise) has fractions in the hundreds (pixel sums
@@ -69,13 +73,15 @@ import numpy as np
 from calotools import _deprecated, artifacts, atomic, backend, geometry
 from calotools.errors import ModelError
 from calotools.ntuple import Clusters
-from calotools.preprocessing import FLAT_INPUT, SCALARS_INPUT, Preprocessing, Scale
+from calotools.preprocessing import FLAT_INPUT, SCALARS_INPUT, Preprocessing, Scale, Target
 
 if TYPE_CHECKING:
     import keras
 
 __all__ = [
+    "HUBER_DELTA",
     "REGRESSION_SCALARS",
+    "REGRESSION_TARGET",
     "TASKS",
     "KerasModel",
     "ModelError",
@@ -94,6 +100,13 @@ TASKS: tuple[str, ...] = ("classify", "regress")
 #: Scalar inputs of every regression: the energy scale and the position of the
 #: cluster, which the calibration depends on (LCW tables are binned in both).
 REGRESSION_SCALARS: tuple[str, ...] = ("log10(cluster_E)", "abs(cluster_Eta)")
+#: What regressions learn: ln(ENG_CALIB_TOT / cluster_E), 0 at the EM scale.
+REGRESSION_TARGET: Target = "log_ratio"
+#: Huber loss threshold of the regressions, in ln E (residuals beyond about 20 %
+#: weigh linearly, not quadratically) [A]: ≈ 1.5 × the π± EM-scale resolution of
+#: the default data (docs/realism.md), so that ordinary clusters see a squared
+#: error and noise-dominated ones an absolute one.
+HUBER_DELTA: float = 0.2
 #: Pixel scales (`Preprocessing.scale`); see the module docstring for why.
 CLASSIFIER_SCALE: Scale = "log"
 REGRESSION_SCALE: Scale = "unit_sum"
@@ -172,7 +185,7 @@ class ModelSpec:
             layers=self.layers,
             scale=REGRESSION_SCALE,
             scalars=REGRESSION_SCALARS,
-            target="log_energy",
+            target=REGRESSION_TARGET,
         )
 
     def check_task(self, task: str) -> None:
@@ -254,13 +267,13 @@ def compile_model(
 
     Sigmoid classifiers use the binary cross-entropy; softmax classifiers the
     categorical cross-entropy, written for integer labels (the sparse form,
-    identical to the one-hot form); regressions the mean squared error.
+    identical to the one-hot form); regressions the Huber loss (`HUBER_DELTA`).
     """
     keras = backend.keras()
 
     model_spec = spec(name)
     if task == "regress":
-        loss, metrics = "mean_squared_error", ["mean_absolute_error"]
+        loss, metrics = keras.losses.Huber(delta=HUBER_DELTA), ["mean_absolute_error"]
     elif model_spec.output == "softmax":
         loss, metrics = "sparse_categorical_crossentropy", ["sparse_categorical_accuracy"]
     else:
@@ -328,7 +341,10 @@ def _output(x: Any, task: str, output: str, *, initializer: str = "glorot_unifor
     keras = backend.keras()
 
     if task == "regress":
-        return keras.layers.Dense(1, kernel_initializer=initializer, name=ENERGY_OUTPUT)(x)
+        # Zero weights: an untrained regression predicts target 0, the EM scale.
+        return keras.layers.Dense(
+            1, kernel_initializer="zeros", bias_initializer="zeros", name=ENERGY_OUTPUT
+        )(x)
     if output == "softmax":
         return keras.layers.Dense(2, activation="softmax", name=SCORE_OUTPUT)(x)
     return keras.layers.Dense(1, activation="sigmoid", name=SCORE_OUTPUT)(x)

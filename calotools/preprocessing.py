@@ -61,11 +61,11 @@ __all__ = [
 
 Layout = Literal["layers", "densenet", "flat"]
 Scale = Literal["fraction", "unit_sum", "log"]
-Target = Literal["label", "log_energy", "energy_ratio"]
+Target = Literal["label", "log_ratio", "log_energy", "energy_ratio"]
 
 _LAYOUTS = ("layers", "densenet", "flat")
 _SCALES = ("fraction", "unit_sum", "log")
-_TARGETS = ("label", "log_energy", "energy_ratio")
+_TARGETS = ("label", "log_ratio", "log_energy", "energy_ratio")
 
 #: The three inputs of the DenseNet (LLNL report section 2.3): input name →
 #: layers stacked as channels, on the grid of the first one.
@@ -217,8 +217,11 @@ class Preprocessing:
     scalars
         Scalar features: branch names or abs/log/log10 of one.
     target
-        ``"label"`` (0 for π0, 1 for π±), ``"log_energy"`` (ln ENG_CALIB_TOT,
-        standardised) or ``"energy_ratio"`` (ENG_CALIB_TOT / cluster_E).
+        ``"label"`` (0 for π0, 1 for π±); ``"log_ratio"``, ln(ENG_CALIB_TOT /
+        cluster_E), the calibration's correction to the EM scale, not
+        standardised so that 0 is the EM scale; ``"log_energy"`` (ln
+        ENG_CALIB_TOT, standardised); or ``"energy_ratio"`` (ENG_CALIB_TOT /
+        cluster_E).
     scalar_mean, scalar_std, target_mean, target_std
         Set by `fit` from the training split; saved with the recipe.
     """
@@ -292,6 +295,7 @@ class Preprocessing:
         """Branches `targets` reads (labels come from the sample, not a branch)."""
         return {
             "label": [],
+            "log_ratio": ["cluster_ENG_CALIB_TOT", "cluster_E"],
             "log_energy": ["cluster_ENG_CALIB_TOT"],
             "energy_ratio": ["cluster_ENG_CALIB_TOT", "cluster_E"],
         }[self.target]
@@ -469,7 +473,8 @@ class Preprocessing:
         with np.errstate(divide="ignore", invalid="ignore"):  # reported by the finiteness check
             if self.target == "log_energy":
                 return np.log(truth)
-            return truth / np.asarray(columns["cluster_E"], dtype=np.float64)
+            ratio = truth / np.asarray(columns["cluster_E"], dtype=np.float64)
+            return np.log(ratio) if self.target == "log_ratio" else ratio
 
     def inverse_target(
         self, values: np.ndarray, cluster_E: np.ndarray | Clusters | None = None
@@ -477,7 +482,7 @@ class Preprocessing:
         """Energy in GeV (float64) from targets or predictions: the inverse of `targets`.
 
         ``cluster_E`` (an array, or clusters carrying it) is needed for
-        ``target="energy_ratio"``.
+        ``target="log_ratio"`` and ``"energy_ratio"``.
         """
         values = np.asarray(values, dtype=np.float64)
         if values.ndim == 2 and values.shape[1] == 1:
@@ -489,11 +494,12 @@ class Preprocessing:
             mean, std = self._target_moments()
             return np.exp(values * std + mean)
         if cluster_E is None:
-            msg = "target='energy_ratio' needs cluster_E to turn ratios into energies"
+            msg = f"target={self.target!r} needs cluster_E to turn ratios into energies"
             raise PreprocessingError(msg)
         if isinstance(cluster_E, Clusters):
             cluster_E = cluster_E.scalars["cluster_E"].to_numpy()
-        return values * np.asarray(cluster_E, dtype=np.float64)
+        ratio = np.exp(values) if self.target == "log_ratio" else values
+        return ratio * np.asarray(cluster_E, dtype=np.float64)
 
     # ------------------------------------------------------------------ helpers
 

@@ -123,12 +123,15 @@ def test_the_densenet_has_the_three_llnl_inputs_and_their_heads(keras):
     assert len(layers_of(classifier, "AveragePooling2D")) == 3  # one transition per branch
     compiled = models.compile_model(classifier, "densenet", "classify")
     assert "categorical_crossentropy" in str(compiled.loss)
-    # … and one linear output (MSE), with the energy and |η| as inputs, to regress.
+    # … and one linear output (Huber loss), starting at zero (the EM scale), with the energy
+    # and |η| as inputs, to regress.
     regression = models.compile_model(models.build("densenet", "regress"), "densenet", "regress")
     assert regression.output.shape[-1] == 1
     assert regression.get_layer("energy").activation.__name__ == "linear"
     assert "scalars" in {tensor.name for tensor in regression.inputs}
-    assert regression.loss == "mean_squared_error"
+    assert "huber" in str(regression.loss)
+    head = regression.get_layer("energy").get_weights()
+    assert all(not np.any(weights) for weights in head)
 
 
 def test_the_lapp_cnn_follows_the_lapp_recipe(keras):
@@ -167,6 +170,20 @@ def test_the_emb2_cnn_sees_no_cluster_energy_but_its_regression_does(keras):
     regression = models.build("cnn_emb2", "regress")
     assert {t.name for t in regression.inputs} == {"EMB2", "scalars"}
     assert models.spec("cnn_emb2").preprocessing("regress").scalars == models.REGRESSION_SCALARS
+
+
+@pytest.mark.parametrize("name", [n for n in models.available() if models.spec(n).kind == "keras"])
+def test_an_untrained_regression_returns_the_em_scale_energy(keras, name):
+    """The head starts at zero and the target is ln(E_calib / E_EM): before any training, a
+    regression is the identity on cluster_E, the starting point a calibration corrects."""
+    clusters = pion_clusters(20, "pipm", seed=5)
+    prep = models.spec(name).preprocessing("regress").fit(clusters)
+    assert prep.target == models.REGRESSION_TARGET == "log_ratio"
+    network = models.build(name, "regress", **models.spec(name).tiny)
+    model = models.KerasModel(network, prep, name=name, task="regress")
+    np.testing.assert_allclose(
+        model.predict(clusters), clusters.scalars["cluster_E"].to_numpy(), rtol=1e-6
+    )
 
 
 def test_the_per_layer_network_combines_one_score_per_layer(keras):

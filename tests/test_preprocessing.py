@@ -133,6 +133,20 @@ def test_log_energy_target_is_standardised_and_inverts_exactly(train, other):
     np.testing.assert_allclose(prep.inverse_target(prep.targets(other)), truth, rtol=1e-6)
 
 
+def test_log_ratio_target_is_the_correction_to_the_em_scale(train, other):
+    """ln(ENG_CALIB_TOT / cluster_E), unstandardised and needing no fit: 0 is the EM scale."""
+    prep = Preprocessing(target="log_ratio", scalars=())
+    assert prep.is_fitted
+    truth = other.scalars["cluster_ENG_CALIB_TOT"].to_numpy()
+    cluster_e = other.scalars["cluster_E"].to_numpy()
+    targets = prep.targets(other)
+    np.testing.assert_allclose(targets, np.log(truth / cluster_e), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(prep.inverse_target(targets, other), truth, rtol=1e-6)
+    np.testing.assert_allclose(prep.inverse_target(np.zeros(len(other)), other), cluster_e)
+    with pytest.raises(PreprocessingError, match="needs cluster_E"):
+        prep.inverse_target(targets)
+
+
 def test_energy_ratio_target_inverts_with_cluster_energy(other):
     prep = Preprocessing(target="energy_ratio", scalars=())
     ratio = prep.targets(other)
