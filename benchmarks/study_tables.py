@@ -8,7 +8,8 @@ study's models under ``ROOT/models``, exactly as the notebooks do, then prints:
 - notebook 03's cutoff scan: accuracy and both efficiencies at p = 0.3, 0.5
   and the best p, for the DenseNet and LCW;
 - notebook 05's response table (clusters above 1 GeV) for EM scale, LCW and
-  the DenseNet and BDT regressions;
+  the DenseNet and BDT regressions, pooled and per ENG_CALIB_TOT bin (1–10,
+  10–100, 100–500 GeV);
 - the per-layer ladder: the AUC of a small flat dense network (Dense 128 on
   the layer's pixels, no cluster energy) trained on each layer alone and on
   the six together;
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,8 @@ from calotools.preprocessing import Preprocessing
 CALIB_BINS = [0.2, 1.0, 3.0, 10.0, 30.0, 100.0, np.inf]
 LADDER_UNITS = (128,)
 REGRESSORS = ("densenet", "bdt")
+#: ENG_CALIB_TOT bins of the per-bin response table (GeV).
+TRUE_BINS = [1.0, 10.0, 100.0, 500.0]
 
 
 def _show(title: str, table: pd.DataFrame, root: Path, name: str) -> None:
@@ -119,6 +123,7 @@ def ladder(context: study.StudyContext, test, labels: np.ndarray, root: Path) ->
 
 def response(context: study.StudyContext, root: Path) -> None:
     parts = {}
+    per_bin: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
     for sample in ("pi0", "pipm"):
         trained = {name: context.trained(name, "regress", sample) for name in REGRESSORS}
         table = study.regression_table(trained)
@@ -126,7 +131,17 @@ def response(context: study.StudyContext, root: Path) -> None:
         parts[sample] = metrics.response_summaries(
             table[study.TRUE_ENERGY], {m: table[m] for m in methods}, min_true=1.0
         )
+        # Pooled figures hide an energy-dependent bias as width: also per true-energy bin.
+        for method in methods:
+            binned = metrics.binned_response(table[study.TRUE_ENERGY], table[method], TRUE_BINS)
+            for row in binned.itertuples():
+                label = f"{row.low:g}–{row.high:g} GeV"
+                per_bin[(sample, label)][(method, "median")] = row.median
+                per_bin[(sample, label)][(method, "resolution")] = row.resolution
+                per_bin[(sample, label)][("", "count")] = row.count
     _show("notebook 05: response above 1 GeV", pd.concat(parts, axis=1), root, "response")
+    binned_table = pd.DataFrame(per_bin).T
+    _show("response per ENG_CALIB_TOT bin", binned_table, root, "response_binned")
 
 
 def cells(context: study.StudyContext, root: Path) -> None:
