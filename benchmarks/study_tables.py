@@ -141,6 +141,8 @@ def response(context: study.StudyContext, root: Path) -> None:
                 per_bin[(sample, label)][("", "count")] = row.count
     _show("notebook 05: response above 1 GeV", pd.concat(parts, axis=1), root, "response")
     binned_table = pd.DataFrame(per_bin).T
+    count = [("", "count")]
+    binned_table = binned_table[count + [c for c in binned_table.columns if c not in count]]
     _show("response per ENG_CALIB_TOT bin", binned_table, root, "response_binned")
 
 
