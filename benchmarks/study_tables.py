@@ -70,9 +70,10 @@ def classification(context: study.StudyContext, names: list[str], root: Path) ->
     for name, score in scores.items():
         summary = evaluation.classification_summary(labels, score)
         summary["rejection_90"] = float(metrics.rejection_at(labels, score, 0.9))
+        summary["rejection_90_error"] = float(metrics.rejection_error(labels, score, 0.9))
         rows[name] = summary
     columns = ["n", "auc", "accuracy", "pi0_efficiency", "pipm_efficiency"]
-    columns += ["best_cutoff", "best_accuracy", "rejection_90"]
+    columns += ["best_cutoff", "best_accuracy", "rejection_90", "rejection_90_error"]
     _show("notebook 02: classifiers", pd.DataFrame(rows).T[columns], root, "classifiers")
 
     scans = []

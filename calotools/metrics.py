@@ -43,6 +43,7 @@ __all__ = [
     "confusion_matrix",
     "cutoff_scan",
     "rejection_at",
+    "rejection_error",
     "response_summaries",
     "response_summary",
     "roc_curve",
@@ -253,6 +254,31 @@ def rejection_at(
     with np.errstate(divide="ignore"):
         rejection = 1.0 / fpr_at
     return rejection if efficiency.ndim else float(rejection)
+
+
+def rejection_error(
+    y_true: ArrayLike, score: ArrayLike, efficiencies: ArrayLike | float
+) -> np.ndarray | float:
+    """Binomial standard error of `rejection_at`: from the finite number of π0 clusters.
+
+    With f = 1 / rejection the false-positive rate and n0 the number of π0,
+    σ(f) = √(f (1 − f) / n0), so σ(1/f) = σ(f) / f². The spread of the working
+    point from the finite number of π± (the efficiency itself) is left out: at
+    90 % efficiency it is the smaller part for the study's samples. ``inf``
+    where f = 0.
+
+    Examples
+    --------
+    >>> y_true, score = [1, 0, 1, 0], [0.9, 0.8, 0.7, 0.6]
+    >>> rejection_error(y_true, score, 1.0)  # f = 0.5 of 2 π0: σ(f) = 0.354, σ(1/f) = 1.414
+    1.4142135623730951
+    """
+    n_background = int(np.sum(_labels(y_true) == PI0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fpr = 1.0 / np.asarray(rejection_at(y_true, score, efficiencies), dtype=np.float64)
+        error = np.sqrt(fpr * (1.0 - fpr) / max(n_background, 1)) / fpr**2
+    error = np.where(fpr > 0, error, np.inf)
+    return error if np.ndim(efficiencies) else float(error)
 
 
 def cutoff_scan(
