@@ -336,7 +336,7 @@ def _dense_stack(
     return x
 
 
-def _output(x: Any, task: str, output: str, *, initializer: str = "glorot_uniform") -> Any:
+def _output(x: Any, task: str, output: str) -> Any:
     """The head: P(π±) (sigmoid or two-way softmax), or one linear energy unit."""
     keras = backend.keras()
 
@@ -509,7 +509,7 @@ def _build_lapp_cnn(
     hidden = _dense_stack(
         features, units, activation="selu", initializer=initializer, dropout=dropout
     )
-    return _model(inputs, _output(hidden, task, output, initializer=initializer), name)
+    return _model(inputs, _output(hidden, task, output), name)
 
 
 # ---------------------------------------------------------------------------- DenseNet
