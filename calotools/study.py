@@ -70,12 +70,13 @@ TRAINING: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 3, "max_clusters": 4_000, "patience": 2},
     "full": {"epochs": 12, "max_clusters": None, "patience": 3},
 }
-#: Full-mode limits of the models that are slow on a CPU, so that ``make demo``
-#: stays within an hour on 2 cores (measured: the DenseNet trains at about 300
-#: clusters/s there, the LAPP CNN at about 600). Raise them on a GPU.
+#: Full-mode settings of single models, on top of `TRAINING`; none caps the
+#: clusters, so every model trains on the whole training split. The DenseNet
+#: trains at 1,700–2,600 clusters/s on 2 cores (`benchmarks/models.py`,
+#: ``docs/performance.md``): 6 epochs with a cosine decay of the rate keep
+#: ``make demo`` within 30 minutes there. Raise them on a GPU.
 FULL_MODE_LIMITS: dict[str, dict[str, Any]] = {
-    "densenet": {"epochs": 5, "max_clusters": 20_000},
-    "lapp_cnn": {"epochs": 6, "max_clusters": 40_000},
+    "densenet": {"epochs": 6, "schedule": "cosine"},
 }
 #: The selection the study's models are trained on unless a notebook says
 #: otherwise: `calotools.training.DEFAULT_CUT`, the studies' barrel cut and

@@ -118,7 +118,7 @@ def test_the_densenet_has_the_three_llnl_inputs_and_their_heads(keras):
     assert classifier.output.shape[-1] == 2
     assert classifier.get_layer("score").activation.__name__ == "softmax"
     # … built from dense blocks: BN-ReLU-Conv layers whose outputs are concatenated.
-    assert len(layers_of(classifier, "BatchNormalization")) >= 3 * 2 * 3
+    assert len(layers_of(classifier, "FusedBatchNormalization")) >= 3 * 2 * 3
     assert len(layers_of(classifier, "Concatenate")) >= 3 * 2 * 3
     assert len(layers_of(classifier, "AveragePooling2D")) == 3  # one transition per branch
     compiled = models.compile_model(classifier, "densenet", "classify")

@@ -45,6 +45,7 @@ LAYERS = [
     "calotools.sim.reconstruction",
     "calotools.sim.samples",
     "calotools.backend",
+    "calotools.layers",
     "calotools.metrics",
     "calotools.data",
     "calotools.predictor",
