@@ -12,8 +12,9 @@ The package has two halves that meet in a shared contract:
 - the analysis layer, in the order data flows through it: `calotools.data`
   (samples, selections, splits), `calotools.preprocessing` (model inputs as
   data), `calotools.loaders` (in memory or streamed), `calotools.models`,
-  `calotools.baselines` and `calotools.chain` (the studies' networks, the
-  classical references, classify-then-calibrate), `calotools.loading` (any
+  `calotools.baselines`, `calotools.chain` and `calotools.stacking` (the
+  studies' networks, the classical references, classify-then-calibrate,
+  combined scores), `calotools.loading` (any
   saved model), `calotools.training`, `calotools.evaluation`,
   `calotools.metrics`, `calotools.plotting`, `calotools.interpret` (what a
   network learned), `calotools.widgets`, `calotools.dask_tools`,
@@ -22,7 +23,8 @@ The package has two halves that meet in a shared contract:
 Helpers every layer may use: `calotools.errors` (the error classes),
 `calotools.atomic` (files and folders written whole or not at all),
 `calotools.extras` (optional dependencies), `calotools.artifacts` (the model
-folder), `calotools.backend` (Keras, imported once) and `calotools.version`;
+folder), `calotools.backend` (Keras, imported once), `calotools.layers`
+(calotools' own Keras layers) and `calotools.version`;
 `calotools.testing` makes synthetic clusters for tests and benchmarks.
 
 Papers are cited by their keys in ``docs/references.md`` ([LLNL2020], …); the
@@ -57,6 +59,7 @@ __all__ = [
     "extras",
     "geometry",
     "interpret",
+    "layers",
     "loaders",
     "loading",
     "metrics",
@@ -67,6 +70,7 @@ __all__ = [
     "preprocessing",
     "shower_shapes",
     "sim",
+    "stacking",
     "study",
     "testing",
     "training",
@@ -89,6 +93,7 @@ if TYPE_CHECKING:
         extras,
         geometry,
         interpret,
+        layers,
         loaders,
         loading,
         metrics,
@@ -99,6 +104,7 @@ if TYPE_CHECKING:
         preprocessing,
         shower_shapes,
         sim,
+        stacking,
         study,
         testing,
         training,

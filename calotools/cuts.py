@@ -241,16 +241,19 @@ def evaluate_cut(cut: str, columns: Mapping[str, np.ndarray], *, where: str = ""
 
 # ---------------------------------------------------------------------------- features
 
-_FEATURE = re.compile(r"^\s*(?:(?P<func>abs|log10|log)\(\s*(?P<arg>\w+)\s*\)|(?P<name>\w+))\s*$")
-_FEATURE_FUNCTIONS = {"abs": np.abs, "log10": np.log10, "log": np.log}
+_FEATURE = re.compile(
+    r"^\s*(?:(?P<func>abs|log10|log1p|log)\(\s*(?P<arg>\w+)\s*\)|(?P<name>\w+))\s*$"
+)
+# log1p: for moments that are 0 for a few clusters (one-cell widths, say).
+_FEATURE_FUNCTIONS = {"abs": np.abs, "log10": np.log10, "log1p": np.log1p, "log": np.log}
 
 
 def _match_feature(expression: str) -> re.Match[str]:
     match = _FEATURE.match(expression)
     if match is None:
         msg = (
-            f"cannot read the feature {expression!r}: write a branch name or abs(), log() or "
-            "log10() of one, e.g. 'log10(cluster_E)'"
+            f"cannot read the feature {expression!r}: write a branch name or abs(), log(), "
+            "log10() or log1p() of one, e.g. 'log10(cluster_E)'"
         )
         raise CutError(msg)
     return match
@@ -259,7 +262,7 @@ def _match_feature(expression: str) -> re.Match[str]:
 def feature_branch(expression: str) -> str:
     """The branch a feature reads: ``"log10(cluster_E)"`` → ``"cluster_E"``.
 
-    A feature is a branch name, or ``abs``, ``log`` or ``log10`` of one.
+    A feature is a branch name, or ``abs``, ``log``, ``log10`` or ``log1p`` of one.
     """
     match = _match_feature(expression)
     return match["arg"] or match["name"]

@@ -82,9 +82,7 @@ def register() -> type:
                 variance = variance * (n - 1.0) / n
                 keep = self.momentum
                 self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
-                self.moving_variance.assign(
-                    self.moving_variance * keep + variance * (1.0 - keep)
-                )
+                self.moving_variance.assign(self.moving_variance * keep + variance * (1.0 - keep))
             else:
                 outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
                     inputs,

@@ -40,6 +40,7 @@ name                  source
 ``per_layer_cnn``     ATLAS pion-ML practice: multi-input CNN, a branch per layer
 ``densenet``          LLNL-TR-814867 §2.3: DenseNet on EMB1, EMB2+3, Tile
 ``lapp_cnn``          LAPP [LAPP2021]: selu, He init, 8 % dropout, Adam 1e-4
+``hybrid``            calotools: per-layer CNN + a dense branch on the moments
 ``bdt``               [THAIS2017]: gradient-boosted trees on the cluster moments
 ====================  ========================================================
 
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HUBER_DELTA",
+    "MOMENT_SCALARS",
     "REGRESSION_SCALARS",
     "REGRESSION_TARGET",
     "TASKS",
@@ -102,6 +104,28 @@ TASKS: tuple[str, ...] = ("classify", "regress")
 REGRESSION_SCALARS: tuple[str, ...] = ("log10(cluster_E)", "abs(cluster_Eta)")
 #: What regressions learn: ln(ENG_CALIB_TOT / cluster_E), 0 at the EM scale.
 REGRESSION_TARGET: Target = "log_ratio"
+#: Cluster moments a network can take beside its images (``extra_scalars`` of
+#: `ModelSpec.preprocessing`, ``calotools train --moments``): what the BDT sees
+#: (`calotools.baselines.BDT_FEATURES`), summarising cells outside the images
+#: too (presampler, cells under the image threshold, negative cells,
+#: isolation). Energy and |η| first; widths, depths and counts spanning
+#: decades as log1p (zero for a few one-cell clusters); fractions as they are.
+#: FIRST_ENG_DENS is left out: it spans five decades and is zero for some
+#: clusters, so neither its value nor a logarithm standardises well.
+MOMENT_SCALARS: tuple[str, ...] = (
+    "log10(cluster_E)",
+    "abs(cluster_Eta)",
+    "log1p(cluster_nCells)",
+    "cluster_CENTER_MAG",
+    "log1p(cluster_CENTER_LAMBDA)",
+    "cluster_ISOLATION",
+    "log1p(cluster_SECOND_R)",
+    "log1p(cluster_SECOND_LAMBDA)",
+    "cluster_LATERAL",
+    "cluster_LONGITUDINAL",
+    "cluster_ENG_FRAC_EM",
+    "log1p(cluster_SIGNIFICANCE)",
+)
 #: Huber loss threshold of the regressions, in ln E (residuals beyond about 20 %
 #: weigh linearly, not quadratically) [A]: ≈ 1.5 × the π± EM-scale resolution of
 #: the default data (docs/realism.md), so that ordinary clusters see a squared
@@ -134,8 +158,9 @@ class ModelSpec:
     kind
         ``"keras"`` for networks, ``"bdt"`` for the boosted decision trees.
     layout, layers, scalars
-        The `Preprocessing` of the classifier; regressions use
-        `REGRESSION_SCALARS` instead of ``scalars``.
+        The `Preprocessing` of the classifier.
+    regression_scalars
+        The scalar inputs of the regression (default `REGRESSION_SCALARS`).
     tasks
         The tasks it does.
     output
@@ -161,6 +186,7 @@ class ModelSpec:
     layout: Literal["layers", "densenet", "flat"] = "layers"
     layers: tuple[str, ...] = ALL_LAYERS
     scalars: tuple[str, ...] = ()
+    regression_scalars: tuple[str, ...] = REGRESSION_SCALARS
     tasks: tuple[str, ...] = TASKS
     output: Literal["sigmoid", "softmax"] = "sigmoid"
     learning_rate: float = 1e-3
@@ -169,22 +195,31 @@ class ModelSpec:
     sizes: Mapping[str, Any] = field(default_factory=dict)
     tiny: Mapping[str, Any] = field(default_factory=dict)
 
-    def preprocessing(self, task: Task = "classify") -> Preprocessing:
-        """A fresh (unfitted) `Preprocessing` for ``task`` (pixel scales: module docstring)."""
+    def preprocessing(
+        self, task: Task = "classify", *, extra_scalars: Sequence[str] = ()
+    ) -> Preprocessing:
+        """A fresh (unfitted) `Preprocessing` for ``task`` (pixel scales: module docstring).
+
+        ``extra_scalars`` (feature expressions, `MOMENT_SCALARS` say) are
+        appended to the model's scalar inputs; every builder joins the scalars
+        to the image features before its dense head.
+        """
         self.check_task(task)
+        scalars = self.scalars if task == "classify" else self.regression_scalars
+        scalars = tuple(dict.fromkeys([*scalars, *extra_scalars]))
         if task == "classify":
             return Preprocessing(
                 layout=self.layout,
                 layers=self.layers,
                 scale=CLASSIFIER_SCALE,
-                scalars=self.scalars,
+                scalars=scalars,
                 target="label",
             )
         return Preprocessing(
             layout=self.layout,
             layers=self.layers,
             scale=REGRESSION_SCALE,
-            scalars=REGRESSION_SCALARS,
+            scalars=scalars,
             target=REGRESSION_TARGET,
         )
 
@@ -469,6 +504,34 @@ def _build_cnn(
     ]
     features = _with_scalars(_join(branches, name="branches"), inputs)
     hidden = _dense_stack(features, units)
+    return _model(inputs, _output(hidden, task, output), name)
+
+
+def _build_hybrid(
+    input_shapes: Mapping[str, Sequence[int]],
+    *,
+    task: str,
+    output: str,
+    name: str = "hybrid",
+    filters: Sequence[int] = (8, 16),
+    moment_units: Sequence[int] = (64, 32),
+    units: Sequence[int] = (64,),
+) -> keras.Model:
+    """Images and moments: a CNN branch per layer, a dense branch on the scalars, joined.
+
+    The multi-input CNN of `_build_cnn` sees what the cells look like inside
+    the images; the cluster moments (`MOMENT_SCALARS`) summarise every cell of
+    the cluster, including those the images leave out. A dense branch first
+    turns the standardised moments into features of their own, so that they
+    are not outnumbered by the hundreds of image features at the join.
+    """
+    inputs = _inputs(input_shapes)
+    branches = [
+        _conv_branch(image, filters, prefix=layer) for layer, image in _image_inputs(inputs).items()
+    ]
+    if SCALARS_INPUT in inputs:
+        branches.append(_dense_stack(inputs[SCALARS_INPUT], moment_units, prefix="moments"))
+    hidden = _dense_stack(_join(branches, name="branches"), units)
     return _model(inputs, _output(hidden, task, output), name)
 
 
@@ -769,6 +832,18 @@ _register(
             "initializer": "he_normal",
         },
         tiny={"filters": (2,), "units": (4,)},
+    )
+)
+_register(
+    ModelSpec(
+        "hybrid",
+        "images and moments: a CNN branch per layer and a dense branch on the cluster moments",
+        "calotools (issue 15): the per-layer CNN of the pion-ML studies + what the BDT sees",
+        scalars=MOMENT_SCALARS,
+        regression_scalars=MOMENT_SCALARS,
+        builder=_build_hybrid,
+        sizes={"filters": (8, 16), "moment_units": (64, 32), "units": (64,)},
+        tiny={"filters": (2,), "moment_units": (4,), "units": (4,)},
     )
 )
 _register(

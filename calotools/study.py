@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from calotools.errors import DataChangedError, DataError, MissingFileError
 from calotools.models import Task
 from calotools.predictor import TrainedModel
 from calotools.sim import samples
+from calotools.stacking import Stack
 from calotools.training import DEFAULT_CUT, train
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "regression_table",
     "run_study",
     "setup",
+    "stacked",
     "trained",
 ]
 
@@ -164,23 +166,31 @@ def trained(
         return train(name, data, folder, task=task, verbose=verbose, overwrite=True, **options)
 
 
-def _test_split(model: TrainedModel) -> Selection:
+def _split_part(model: TrainedModel, part: str = "test") -> Selection:
     split = model.split
     if split is None:
         msg = f"{model!r} has no saved split; it was not trained by calotools.training.train"
         raise MissingFileError(msg)
-    return split["test"]
+    if part not in split.parts:
+        msg = f"{model!r} has no {part!r} clusters in its split; it has {', '.join(split.parts)}"
+        raise MissingFileError(msg)
+    return split[part]
 
 
-def common_test_split(models: Iterable[TrainedModel]) -> Selection:
+def _test_split(model: TrainedModel) -> Selection:
+    return _split_part(model, "test")
+
+
+def common_test_split(models: Iterable[TrainedModel], *, part: str = "test") -> Selection:
     """The largest of the models' test splits, checked to contain all the others.
 
     `calotools.training` splits the selection first and only then draws
     ``max_clusters`` from each part, so a capped model's test clusters are a
     subset of an uncapped model's and none of its training clusters is among
-    them: every model can be compared on the largest test split.
+    them: every model can be compared on the largest test split. ``part``
+    picks another part of the split (``"validation"``).
     """
-    splits = [_test_split(model) for model in models]
+    splits = [_split_part(model, part) for model in models]
     largest = max(splits, key=len)
 
     def clusters(selection: Selection) -> set[tuple[str, int]]:
@@ -192,11 +202,28 @@ def common_test_split(models: Iterable[TrainedModel]) -> Selection:
     everything = clusters(largest)
     if any(not clusters(split) <= everything for split in splits):
         msg = (
-            "the models' test splits are not nested (different data, cuts, samples or seeds); "
-            "compare them on their own test splits instead"
+            f"the models' {part} splits are not nested (different data, cuts, samples or "
+            "seeds); compare them on their own splits instead"
         )
         raise DataError(msg)
     return largest
+
+
+def stacked(classifiers: Mapping[str, TrainedModel]) -> Stack:
+    """A `calotools.stacking.Stack` of the classifiers, fitted on their validation clusters.
+
+    Those clusters took no part in any member's fit (they only chose its
+    best epoch), so the combination is judged fairly on the test split.
+    """
+    if not classifiers:
+        raise DataError("classifiers is empty; give at least one trained classifier")
+    validation = common_test_split(classifiers.values(), part="validation")
+    scores, labels = {}, None
+    for name, model in classifiers.items():
+        table = predictions_on_test(model, selection=validation)
+        scores[name] = table["prediction"].to_numpy()
+        labels = table["label"].to_numpy()
+    return Stack.fit(scores, labels)
 
 
 def predictions_on_test(

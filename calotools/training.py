@@ -146,6 +146,9 @@ class TrainingConfig:
         proportion); None for all.
     model_kwargs
         Size keywords of the model's builder (or BDT parameters).
+    extra_scalars
+        Feature expressions the network takes beside its images and scalars
+        (`calotools.models.MOMENT_SCALARS`: what the BDT sees); not for the BDT.
     workers
         Threads preparing batches (`keras.utils.PyDataset`).
     run_eagerly
@@ -170,6 +173,7 @@ class TrainingConfig:
     balance: bool = True
     max_clusters: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    extra_scalars: tuple[str, ...] = ()
     workers: int = 1
     run_eagerly: bool = False
 
@@ -207,6 +211,12 @@ class TrainingConfig:
                 msg = f"{name} must be one of {', '.join(allowed)}; got {value!r}"
                 raise TrainingError(msg)
         self.model_kwargs = dict(self.model_kwargs)
+        self.extra_scalars = tuple(self.extra_scalars)
+        if self.extra_scalars and model_spec.kind != "keras":
+            msg = f"extra_scalars are inputs of a network; {self.model!r} reads its own features"
+            raise TrainingError(msg)
+        for expression in self.extra_scalars:
+            feature_branch(expression)  # a CutError names one it cannot read
 
     def selection(self, *, n_samples: int = 2) -> data.SelectionConfig:
         """The `calotools.data.SelectionConfig` of the run.
@@ -238,7 +248,17 @@ class TrainingConfig:
         Model, task, sample, sizes and data must match for a run to continue;
         epochs, schedule, streaming and the like may change.
         """
-        keys = ("model", "task", "sample", "model_kwargs", "seed", "cut", "balance", "max_clusters")
+        keys = (
+            "model",
+            "task",
+            "sample",
+            "model_kwargs",
+            "extra_scalars",
+            "seed",
+            "cut",
+            "balance",
+            "max_clusters",
+        )
         mine, theirs = self.to_dict(), other.to_dict()
         return {
             key: (mine[key], theirs[key])
@@ -524,13 +544,37 @@ def _train_keras(
     return models.KerasModel(network, prep, name=config.model, task=config.task, folder=folder)
 
 
+def _branches_of_every_file(selection: data.Selection) -> set[str]:
+    """Branches all the selection's files have (optional moments may be missing from some)."""
+    return set.intersection(
+        *(set(ntuple.ChunkReader(f.path, []).available) for f in selection.files)
+    )
+
+
+def _present_moments(
+    config: TrainingConfig, prep: Preprocessing, train_part: data.Selection
+) -> Preprocessing:
+    """``prep`` without the `models.MOMENT_SCALARS` whose branches the files lack.
+
+    Real MLTree ntuples lack some moments that calotools writes; a network
+    then sees the others, as the BDT does (`BDTModel.usable_features`). The
+    saved recipe lists what it saw.
+    """
+    moments = set(models.MOMENT_SCALARS)
+    if not moments & set(prep.scalars):
+        return prep
+    present = _branches_of_every_file(train_part)
+    missing = [s for s in prep.scalars if s in moments and feature_branch(s) not in present]
+    if not missing:
+        return prep
+    _say(config, f"the files lack the branches of {', '.join(missing)}: the network goes without")
+    kept = tuple(s for s in prep.scalars if s not in missing)
+    return dataclasses.replace(prep, scalars=kept)
+
+
 def _train_bdt(folder: Path, config: TrainingConfig, parts: data.Split) -> BDTModel:
     train_part = parts["train"]
-    # Features every file has (the optional moments may be missing from some).
-    available = set.intersection(
-        *(set(ntuple.ChunkReader(f.path, []).available) for f in train_part.files)
-    )
-    features = BDTModel.usable_features(sorted(available))
+    features = BDTModel.usable_features(sorted(_branches_of_every_file(train_part)))
     truth = ["cluster_ENG_CALIB_TOT"] if config.task == "regress" else []
     branches = list(dict.fromkeys([*map(feature_branch, features), "cluster_E", *truth]))
     clusters = data.read_selection(train_part, branches)
@@ -689,7 +733,11 @@ def _train_into(
         if prep_path.exists():
             prep = Preprocessing.load(prep_path)
         else:
-            prep = preprocessing or config.spec.preprocessing(config.task)
+            prep = preprocessing or _present_moments(
+                config,
+                config.spec.preprocessing(config.task, extra_scalars=config.extra_scalars),
+                parts["train"],
+            )
             branches = list(dict.fromkeys([*prep.input_branches, *prep.target_branches]))
             prep.fit(chunk for chunk, _ in data.iterate_selection(parts["train"], branches))
             prep.save(prep_path)
@@ -829,6 +877,8 @@ def _run_train(args: argparse.Namespace) -> int:
     }
     if args.learning_rate is not None:
         settings["learning_rate"] = args.learning_rate
+    if args.moments:
+        settings["extra_scalars"] = models.MOMENT_SCALARS
     if args.quick:
         settings["epochs"] = min(args.epochs, QUICK["epochs"])
         settings["max_clusters"] = QUICK["max_clusters"]
@@ -889,6 +939,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--sample", choices=list(data.SAMPLE_LABELS), help="regress: train on one sample only"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--moments",
+        action="store_true",
+        help="a network also sees log E, |η| and the cluster moments (models.MOMENT_SCALARS)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

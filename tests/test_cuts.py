@@ -58,3 +58,11 @@ def test_builtins_are_not_reachable():
     """A cut cannot call arbitrary Python."""
     with pytest.raises(CutError):
         evaluate_cut("__import__('os').getcwd() == cluster_E", COLUMNS)
+
+
+def test_a_feature_may_be_log1p_of_a_moment_that_can_be_zero():
+    from calotools.cuts import evaluate_feature, feature_branch
+
+    assert feature_branch("log1p(cluster_SECOND_R)") == "cluster_SECOND_R"
+    values = evaluate_feature("log1p(cluster_SECOND_R)", {"cluster_SECOND_R": np.array([0.0, 9.0])})
+    np.testing.assert_allclose(values, [0.0, np.log(10.0)])

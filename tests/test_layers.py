@@ -87,7 +87,9 @@ def test_a_network_with_it_saves_and_loads_in_safe_mode(keras, tmp_path):
     kinds = {type(layer).__name__ for layer in restored.layers}
     assert "FusedBatchNormalization" in kinds
     assert "BatchNormalization" not in kinds
-    np.testing.assert_allclose(restored.predict(images, verbose=0), network.predict(images, verbose=0))
+    np.testing.assert_allclose(
+        restored.predict(images, verbose=0), network.predict(images, verbose=0)
+    )
 
 
 def test_it_refuses_what_is_not_an_image(keras):

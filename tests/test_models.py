@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pion_factory import pion_clusters, write_pion_samples
 
-from calotools import geometry, loading, models, training
+from calotools import geometry, loading, models, ntuple, training
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
@@ -29,6 +29,7 @@ STUDY_MODELS = {
     "per_layer_cnn",
     "densenet",
     "lapp_cnn",
+    "hybrid",
     "bdt",
 }
 CASES = [(name, task) for name in models.available() for task in models.spec(name).tasks]
@@ -179,11 +180,66 @@ def test_an_untrained_regression_returns_the_em_scale_energy(keras, name):
     clusters = pion_clusters(20, "pipm", seed=5)
     prep = models.spec(name).preprocessing("regress").fit(clusters)
     assert prep.target == models.REGRESSION_TARGET == "log_ratio"
-    network = models.build(name, "regress", **models.spec(name).tiny)
+    network = models.build(name, "regress", prep, **models.spec(name).tiny)
     model = models.KerasModel(network, prep, name=name, task="regress")
     np.testing.assert_allclose(
         model.predict(clusters), clusters.scalars["cluster_E"].to_numpy(), rtol=1e-6
     )
+
+
+def test_any_network_can_see_the_moments_beside_its_images(keras):
+    """`MOMENT_SCALARS` join the scalars of a network that had none (the EMB2 CNN) or some."""
+    spec = models.spec("cnn_emb2")
+    prep = spec.preprocessing("classify", extra_scalars=models.MOMENT_SCALARS)
+    assert prep.scalars == models.MOMENT_SCALARS
+    network = models.build("cnn_emb2", "classify", prep)
+    shapes = {t.name: tuple(t.shape[1:]) for t in network.inputs}
+    assert shapes == {"EMB2": (16, 16, 1), "scalars": (len(models.MOMENT_SCALARS),)}
+    # Energy and |η| are not repeated for a network that had them.
+    per_layer = models.spec("per_layer_cnn").preprocessing(
+        "classify", extra_scalars=models.MOMENT_SCALARS
+    )
+    assert per_layer.scalars == models.MOMENT_SCALARS
+    # The reference form of the forum networks is unchanged.
+    assert spec.preprocessing("classify").scalars == ()
+
+
+def test_the_hybrid_joins_a_cnn_per_layer_and_a_dense_branch_on_the_moments(keras):
+    network = models.build("hybrid", "classify")
+    assert {t.name for t in network.inputs} == {*geometry.IMAGE_LAYER_NAMES, "scalars"}
+    assert network.get_layer("moments_0").input.shape[-1] == len(models.MOMENT_SCALARS)
+    assert network.get_layer("branches").output.shape[-1] == (
+        sum(
+            network.get_layer(f"{layer}_flatten").output.shape[-1]
+            for layer in geometry.IMAGE_LAYER_NAMES
+        )
+        + 32
+    )
+    assert models.spec("hybrid").preprocessing("regress").scalars == models.MOMENT_SCALARS
+
+
+def test_moments_the_files_lack_are_left_out_and_the_recipe_says_so(tmp_path):
+    """Real MLTree ntuples lack calotools' additions to the moments: a network trains on
+    the moments there are, as the BDT does, and its saved recipe lists them."""
+    lacking = ["cluster_SECOND_R", "cluster_SECOND_LAMBDA", "cluster_SIGNIFICANCE"]
+    for offset, sample in enumerate(("pi0", "pipm")):
+        clusters = pion_clusters(200, sample, seed=20 + offset)
+        clusters.scalars = clusters.scalars.drop(columns=lacking)
+        ntuple.write_clusters(tmp_path / f"{sample}.root", clusters)
+    trained = training.train(
+        "dense3_emb2",
+        tmp_path,
+        tmp_path / "with-moments",
+        extra_scalars=models.MOMENT_SCALARS,
+        model_kwargs=dict(models.spec("dense3_emb2").tiny),
+        epochs=1,
+    )
+    seen = trained.preprocessing.scalars
+    assert seen == tuple(s for s in models.MOMENT_SCALARS if not any(b in s for b in lacking))
+    assert len(seen) == len(models.MOMENT_SCALARS) - 3
+    assert loading.load(tmp_path / "with-moments").preprocessing.scalars == seen
+    with pytest.raises(training.TrainingError, match="extra_scalars.*'bdt'"):
+        training.TrainingConfig(model="bdt", extra_scalars=models.MOMENT_SCALARS)
 
 
 def test_the_per_layer_network_combines_one_score_per_layer(keras):

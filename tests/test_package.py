@@ -47,6 +47,7 @@ LAYERS = [
     "calotools.backend",
     "calotools.layers",
     "calotools.metrics",
+    "calotools.stacking",
     "calotools.data",
     "calotools.predictor",
     "calotools.preprocessing",

@@ -146,3 +146,26 @@ def test_the_cutoff_effect_follows_the_hard_call(render_and_close_figures):
     axes = plotting.cutoff_effect(table)
     assert len(axes[0].lines) == 2  # the hard chain and the soft one's line
     np.testing.assert_allclose(axes[0].lines[0].get_ydata(), [1.0, 1.1, 1.2])
+
+
+def test_the_stack_is_fitted_on_validation_clusters_and_judged_on_test_ones(
+    data_folder, tmp_path, one_openmp_thread
+):
+    members = {
+        f"bdt{trees}": study.StudyContext(
+            data=study.dataset(data_folder), quick=True, models=tmp_path / str(trees)
+        ).trained("bdt", "classify", model_kwargs={"n_estimators": trees, "num_leaves": 4})
+        for trees in (3, 30)
+    }
+    stack = study.stacked(members)
+    assert stack.members == ("bdt3", "bdt30")
+    test = study.common_test_split(members.values())
+    validation = study.common_test_split(members.values(), part="validation")
+    validation_clusters = set(zip(validation.file_index, validation.entry, strict=True))
+    test_clusters = set(zip(test.file_index, test.entry, strict=True))
+    assert validation_clusters and not validation_clusters & test_clusters
+    tables = {n: study.predictions_on_test(m, selection=test) for n, m in members.items()}
+    labels = tables["bdt30"]["label"].to_numpy()
+    combined = stack.predict({n: t["prediction"].to_numpy() for n, t in tables.items()})
+    assert metrics.auc(labels, combined) >= metrics.auc(labels, tables["bdt3"]["prediction"])
+    assert stack.weights[1] > 0
