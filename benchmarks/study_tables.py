@@ -4,7 +4,8 @@ Makes (or reuses) the full default data set under ``ROOT/data`` and the
 study's models under ``ROOT/models``, exactly as the notebooks do, then prints:
 
 - notebook 02's table: AUC, accuracy and efficiencies at p = 0.5, the best p,
-  and the π0 rejection at 90 % π± efficiency, for LCW and every classifier;
+  and the π0 rejection at 90 % π± efficiency with its binomial error, for LCW,
+  every classifier and the stack of the DenseNet and the BDT;
 - notebook 03's cutoff scan: accuracy and both efficiencies at p = 0.3, 0.5
   and the best p, for the DenseNet and LCW;
 - notebook 05's response table (clusters above 1 GeV) for EM scale, LCW and
@@ -20,6 +21,7 @@ code, put it first on the path (a git worktree) and give it its own root:
 ``PYTHONPATH=/tmp/old python benchmarks/study_tables.py --root /tmp/old-study``.
 
     python benchmarks/study_tables.py [--root study-tables] [--classifiers bdt densenet ...]
+        [--regressors densenet bdt hybrid] [--skip ladder response]
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from calotools.preprocessing import Preprocessing
 CALIB_BINS = [0.2, 1.0, 3.0, 10.0, 30.0, 100.0, np.inf]
 LADDER_UNITS = (128,)
 REGRESSORS = ("densenet", "bdt")
+#: The classifiers notebook 02 stacks.
+STACK = ("densenet", "bdt")
 #: ENG_CALIB_TOT bins of the per-bin response table (GeV).
 TRUE_BINS = [1.0, 10.0, 100.0, 500.0]
 
@@ -66,6 +70,10 @@ def classification(context: study.StudyContext, names: list[str], root: Path) ->
     labels = first["label"].to_numpy()
     scores = {"LCW": 1 - first["cluster_EM_PROBABILITY"].to_numpy()}
     scores |= {name: table["prediction"].to_numpy() for name, table in tables.items()}
+    if set(STACK) <= set(trained):  # notebook 02's stack, fitted on the validation clusters
+        stack = study.stacked({name: trained[name] for name in STACK})
+        print(f"stack {stack.members}: weights {stack.weights}, bias {stack.bias:.3f}")
+        scores[f"stack: {' + '.join(STACK)}"] = stack.predict({n: scores[n] for n in STACK})
     rows = {}
     for name, score in scores.items():
         summary = evaluation.classification_summary(labels, score)
@@ -122,13 +130,17 @@ def ladder(context: study.StudyContext, test, labels: np.ndarray, root: Path) ->
     _show("per-layer ladder (Dense 128 on pixels only)", pd.DataFrame(rows).T, root, "ladder")
 
 
-def response(context: study.StudyContext, root: Path) -> None:
+def response(context: study.StudyContext, root: Path, regressors: list[str]) -> None:
     parts = {}
     per_bin: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
     for sample in ("pi0", "pipm"):
-        trained = {name: context.trained(name, "regress", sample) for name in REGRESSORS}
+        trained = {}
+        for name in regressors:
+            start = time.perf_counter()
+            trained[name] = context.trained(name, "regress", sample)
+            print(f"{name} {sample} regression: {time.perf_counter() - start:.0f} s", flush=True)
         table = study.regression_table(trained)
-        methods = ["EM scale", "LCW", *REGRESSORS]
+        methods = ["EM scale", "LCW", *regressors]
         parts[sample] = metrics.response_summaries(
             table[study.TRUE_ENERGY], {m: table[m] for m in methods}, min_true=1.0
         )
@@ -180,6 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("study-tables"))
     parser.add_argument("--classifiers", nargs="*", default=None)
+    parser.add_argument("--regressors", nargs="*", default=list(REGRESSORS))
     parser.add_argument("--quick", action="store_true", help="smoke run: quick data and training")
     parser.add_argument("--skip", nargs="*", default=(), choices=("ladder", "response"))
     args = parser.parse_args()
@@ -195,7 +208,7 @@ def main() -> None:
     if "ladder" not in args.skip:
         ladder(context, found["test"], found["labels"], root)
     if "response" not in args.skip:
-        response(context, root)
+        response(context, root, args.regressors)
     print(f"\ntotal: {time.perf_counter() - start:.0f} s")
 
 

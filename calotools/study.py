@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from calotools import atomic, extras
@@ -44,6 +45,7 @@ from calotools.stacking import Stack
 from calotools.training import DEFAULT_CUT, train
 
 __all__ = [
+    "ALL_CLUSTERS_SCALARS",
     "DEFAULT_SELECTION",
     "FULL_MODE_LIMITS",
     "QUICK_CLASSIFIERS",
@@ -59,6 +61,7 @@ __all__ = [
     "regression_table",
     "run_study",
     "setup",
+    "shared_clusters",
     "stacked",
     "trained",
 ]
@@ -80,6 +83,11 @@ TRAINING: dict[str, dict[str, Any]] = {
 FULL_MODE_LIMITS: dict[str, dict[str, Any]] = {
     "densenet": {"epochs": 6, "schedule": "cosine"},
 }
+#: Extra input of notebook 07's regression for all clusters, the alternative to
+#: choosing a regression per class: a classifier's probability that the cluster
+#: is electromagnetic. LCW's, ``cluster_EM_PROBABILITY``, is a branch of every
+#: MLTree ntuple, so the regression needs no other model to run.
+ALL_CLUSTERS_SCALARS: tuple[str, ...] = ("cluster_EM_PROBABILITY",)
 #: The selection the study's models are trained on unless a notebook says
 #: otherwise: `calotools.training.DEFAULT_CUT`, the studies' barrel cut and
 #: minimum true energy (``docs/conventions.md``) with a positive EM-scale
@@ -106,18 +114,23 @@ def model_folder(
     base: str | os.PathLike = "models",
     quick: bool | None = None,
     selection: str | None = None,
+    extra_scalars: Sequence[str] = (),
 ) -> Path:
-    """Where the study keeps a trained model: ``models/[quick/]NAME-TASK[-SAMPLE][-CUT]``.
+    """Where the study keeps a trained model: ``models/[quick/]NAME-TASK[-SAMPLE][-CUT][-SCALARS]``.
 
     A model trained on another selection than `DEFAULT_SELECTION` gets its own
     folder, suffixed with the first 8 hex digits of the SHA-256 of the cut, so
-    that changing the selection never resumes (or clashes with) another run.
+    that changing the selection never resumes (or clashes with) another run;
+    one with ``extra_scalars`` likewise, with those of the joined expressions.
     """
     folder = Path(base) / "quick" if _quick(quick) else Path(base)
-    tag = None
+    tags = []
     if selection is not None and selection != DEFAULT_SELECTION:
-        tag = "cut" + hashlib.sha256(selection.encode()).hexdigest()[:8]
-    return folder / "-".join(part for part in (name, task, sample, tag) if part)
+        tags.append("cut" + hashlib.sha256(selection.encode()).hexdigest()[:8])
+    if extra_scalars:
+        joined = "|".join(extra_scalars).encode()
+        tags.append("scalars" + hashlib.sha256(joined).hexdigest()[:8])
+    return folder / "-".join(part for part in (name, task, sample, *tags) if part)
 
 
 def trained(
@@ -157,7 +170,15 @@ def trained(
     options["cut"] = DEFAULT_SELECTION if selection is None else selection
     if sample is not None:
         options["sample"] = sample
-    folder = model_folder(name, task, sample, base=base, quick=quick, selection=options["cut"])
+    folder = model_folder(
+        name,
+        task,
+        sample,
+        base=base,
+        quick=quick,
+        selection=options["cut"],
+        extra_scalars=tuple(options.get("extra_scalars", ())),
+    )
     try:
         return train(name, data, folder, task=task, verbose=verbose, **options)
     except DataChangedError as err:
@@ -194,10 +215,7 @@ def common_test_split(models: Iterable[TrainedModel], *, part: str = "test") -> 
     largest = max(splits, key=len)
 
     def clusters(selection: Selection) -> set[tuple[str, int]]:
-        paths = [str(Path(f.path).resolve()) for f in selection.files]
-        return {
-            (paths[i], int(e)) for i, e in zip(selection.file_index, selection.entry, strict=True)
-        }
+        return set(_cluster_keys(selection))
 
     everything = clusters(largest)
     if any(not clusters(split) <= everything for split in splits):
@@ -207,6 +225,25 @@ def common_test_split(models: Iterable[TrainedModel], *, part: str = "test") -> 
         )
         raise DataError(msg)
     return largest
+
+
+def _cluster_keys(selection: Selection) -> list[tuple[str, int]]:
+    paths = [str(Path(f.path).resolve()) for f in selection.files]
+    return [(paths[i], int(e)) for i, e in zip(selection.file_index, selection.entry, strict=True)]
+
+
+def shared_clusters(selection: Selection, *others: Selection) -> Selection:
+    """The clusters of ``selection`` that are in every one of ``others`` too, in its order.
+
+    Models trained on different selections (a classifier on balanced classes,
+    a regression on all clusters) have different test splits; they can be
+    compared fairly on the clusters that are in all of them.
+    """
+    common = set.intersection(
+        set(_cluster_keys(selection)), *(set(_cluster_keys(o)) for o in others)
+    )
+    keep = [i for i, key in enumerate(_cluster_keys(selection)) if key in common]
+    return selection.take(np.asarray(keep, dtype=np.int64))
 
 
 def stacked(classifiers: Mapping[str, TrainedModel]) -> Stack:
@@ -335,10 +372,18 @@ class StudyContext:
             **settings,
         )
 
-    def model_folder(self, name: str, task: str, sample: str | None = None) -> Path:
+    def model_folder(
+        self, name: str, task: str, sample: str | None = None, extra_scalars: Sequence[str] = ()
+    ) -> Path:
         """`model_folder` of this context."""
         return model_folder(
-            name, task, sample, base=self.models, quick=self.quick, selection=self.selection
+            name,
+            task,
+            sample,
+            base=self.models,
+            quick=self.quick,
+            selection=self.selection,
+            extra_scalars=extra_scalars,
         )
 
 

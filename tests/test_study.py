@@ -72,6 +72,41 @@ def test_a_model_of_another_selection_has_its_own_folder(tmp_path):
     )
 
 
+def test_a_model_with_extra_inputs_has_its_own_folder(tmp_path):
+    plain = study.model_folder("densenet", "regress", base=tmp_path, quick=True)
+    extra = study.model_folder(
+        "densenet", "regress", base=tmp_path, quick=True, extra_scalars=study.ALL_CLUSTERS_SCALARS
+    )
+    assert extra.name.startswith("densenet-regress-scalars")
+    assert extra != plain
+    moments = study.model_folder(
+        "densenet", "regress", base=tmp_path, quick=True, extra_scalars=("cluster_ISOLATION",)
+    )
+    assert moments not in (plain, extra)
+
+
+def test_shared_clusters_are_those_of_every_test_split(tmp_path, one_openmp_thread):
+    """A classifier (balanced classes) and a regression of all clusters split differently."""
+    write_pion_samples(tmp_path / "data", 300, 500, seed=8)
+    context = study.StudyContext(
+        data=study.dataset(tmp_path / "data"), quick=True, models=tmp_path / "models"
+    )
+    small = {"n_estimators": 3, "num_leaves": 4}
+    classifier = context.trained("bdt", "classify", model_kwargs=small)
+    regression = context.trained("bdt", "regress", model_kwargs=small)
+    a, b = classifier.split["test"], regression.split["test"]
+    shared = study.shared_clusters(a, b)
+
+    def keys(selection):
+        paths = [str(f.path) for f in selection.files]
+        return [(paths[i], e) for i, e in zip(selection.file_index, selection.entry, strict=True)]
+
+    assert 0 < len(shared) < min(len(a), len(b))
+    assert set(keys(shared)) == set(keys(a)) & set(keys(b))
+    assert keys(shared) == [k for k in keys(a) if k in set(keys(b))]  # in the first one's order
+    assert len(study.shared_clusters(a)) == len(a)
+
+
 def test_the_notebook_selection_trains_and_tests_the_models(
     data_folder, tmp_path, one_openmp_thread
 ):
@@ -163,7 +198,8 @@ def test_the_stack_is_fitted_on_validation_clusters_and_judged_on_test_ones(
     validation = study.common_test_split(members.values(), part="validation")
     validation_clusters = set(zip(validation.file_index, validation.entry, strict=True))
     test_clusters = set(zip(test.file_index, test.entry, strict=True))
-    assert validation_clusters and not validation_clusters & test_clusters
+    assert validation_clusters
+    assert not validation_clusters & test_clusters
     tables = {n: study.predictions_on_test(m, selection=test) for n, m in members.items()}
     labels = tables["bdt30"]["label"].to_numpy()
     combined = stack.predict({n: t["prediction"].to_numpy() for n, t in tables.items()})
