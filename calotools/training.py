@@ -560,7 +560,8 @@ def _present_moments(
     then sees the others, as the BDT does (`BDTModel.usable_features`). The
     saved recipe lists what it saw.
     """
-    moments = set(models.MOMENT_SCALARS)
+    # Energy and |η| are in every file; only the other moments are worth a look at the files.
+    moments = set(models.MOMENT_SCALARS) - set(models.REGRESSION_SCALARS)
     if not moments & set(prep.scalars):
         return prep
     present = _branches_of_every_file(train_part)
