@@ -675,11 +675,12 @@ def _build_densenet(
     the concatenation of all earlier maps) separated by transition layers,
     then global average pooling. The three feature vectors (+ scalars for the
     regression) are joined and go through a small dense head: two softmax
-    units (categorical cross-entropy) to classify, one linear unit (MSE) to
-    regress, as in the report.
+    units (categorical cross-entropy) to classify, one linear unit to regress,
+    as in the report (trained with a Huber loss here, `compile_model`).
 
-    Two options make it train about 2.5 times faster on a CPU at the same
-    AUC (``docs/performance.md``), and the registry turns both on:
+    Two options make it train 1.7 to 3.1 times faster on 2 CPU cores (four
+    paired benchmark runs) at an AUC within its statistical error
+    (``docs/performance.md``), and the registry turns both on:
     ``strip_stride`` folds EMB1's strips in the stem (`_stem`), and
     ``fused_batch_norm`` normalises in one fused kernel (`calotools.layers`).
     ``strip_stride=1, fused_batch_norm=False`` is the network as it was.

@@ -198,10 +198,6 @@ def _split_part(model: TrainedModel, part: str = "test") -> Selection:
     return split[part]
 
 
-def _test_split(model: TrainedModel) -> Selection:
-    return _split_part(model, "test")
-
-
 def common_test_split(models: Iterable[TrainedModel], *, part: str = "test") -> Selection:
     """The largest of the models' test splits, checked to contain all the others.
 
@@ -213,12 +209,8 @@ def common_test_split(models: Iterable[TrainedModel], *, part: str = "test") -> 
     """
     splits = [_split_part(model, part) for model in models]
     largest = max(splits, key=len)
-
-    def clusters(selection: Selection) -> set[tuple[str, int]]:
-        return set(_cluster_keys(selection))
-
-    everything = clusters(largest)
-    if any(not clusters(split) <= everything for split in splits):
+    everything = set(_cluster_keys(largest))
+    if any(not set(_cluster_keys(split)) <= everything for split in splits):
         msg = (
             f"the models' {part} splits are not nested (different data, cuts, samples or "
             "seeds); compare them on their own splits instead"
@@ -239,10 +231,9 @@ def shared_clusters(selection: Selection, *others: Selection) -> Selection:
     a regression on all clusters) have different test splits; they can be
     compared fairly on the clusters that are in all of them.
     """
-    common = set.intersection(
-        set(_cluster_keys(selection)), *(set(_cluster_keys(o)) for o in others)
-    )
-    keep = [i for i, key in enumerate(_cluster_keys(selection)) if key in common]
+    keys = _cluster_keys(selection)
+    common = set(keys).intersection(*(_cluster_keys(other) for other in others))
+    keep = [i for i, key in enumerate(keys) if key in common]
     return selection.take(np.asarray(keep, dtype=np.int64))
 
 
@@ -273,7 +264,7 @@ def predictions_on_test(
     """
     from calotools import evaluation
 
-    selection = _test_split(model) if selection is None else selection
+    selection = _split_part(model) if selection is None else selection
     predictions, table = evaluation.predict_selection(
         model, selection, extra_branches=extra_branches
     )
