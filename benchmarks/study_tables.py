@@ -9,7 +9,7 @@ study's models under ``ROOT/models``, exactly as the notebooks do, then prints:
 - notebook 03's cutoff scan: accuracy and both efficiencies at p = 0.3, 0.5
   and the best p, for the DenseNet and LCW;
 - notebook 05's response table (clusters above 1 GeV) for EM scale, LCW and
-  the DenseNet and BDT regressions, pooled and per ENG_CALIB_TOT bin (1–10,
+  the hybrid and BDT regressions, pooled and per ENG_CALIB_TOT bin (1–10,
   10–100, 100–500 GeV);
 - the per-layer ladder: the AUC of a small flat dense network (Dense 128 on
   the layer's pixels, no cluster energy) trained on each layer alone and on
@@ -21,7 +21,7 @@ code, put it first on the path (a git worktree) and give it its own root:
 ``PYTHONPATH=/tmp/old python benchmarks/study_tables.py --root /tmp/old-study``.
 
     python benchmarks/study_tables.py [--root study-tables] [--classifiers bdt densenet ...]
-        [--regressors densenet bdt hybrid] [--skip ladder response]
+        [--regressors hybrid bdt densenet] [--skip ladder response]
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from calotools.preprocessing import Preprocessing
 
 CALIB_BINS = [0.2, 1.0, 3.0, 10.0, 30.0, 100.0, np.inf]
 LADDER_UNITS = (128,)
-REGRESSORS = ("densenet", "bdt")
+#: The regressions of notebooks 04 and 05.
+REGRESSORS = ("hybrid", "bdt")
 #: The classifiers notebook 02 stacks.
 STACK = ("densenet", "bdt")
 #: ENG_CALIB_TOT bins of the per-bin response table (GeV).

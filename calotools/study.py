@@ -69,20 +69,20 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Training settings of the study's models (`calotools.training.TrainingConfig`
-#: fields). Quick mode: a smoke run that still learns something; full mode: the
-#: whole default data set, stopped early on the validation loss.
+#: fields). Quick mode: a smoke run that still learns something. Full mode: the
+#: whole training split of the default data set, 6 epochs with the rate falling
+#: on a cosine to 0, stopped early on the validation loss. On 2 cores that keeps
+#: ``make demo`` within 30 minutes: the DenseNet trains at 1,700–2,600
+#: clusters/s there (`benchmarks/models.py`, ``docs/performance.md``). Raise
+#: ``epochs`` on a GPU, or through `FULL_MODE_LIMITS`.
 TRAINING: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 3, "max_clusters": 4_000, "patience": 2},
-    "full": {"epochs": 12, "max_clusters": None, "patience": 3},
+    "full": {"epochs": 6, "schedule": "cosine", "max_clusters": None, "patience": 3},
 }
-#: Full-mode settings of single models, on top of `TRAINING`; none caps the
-#: clusters, so every model trains on the whole training split. The DenseNet
-#: trains at 1,700–2,600 clusters/s on 2 cores (`benchmarks/models.py`,
-#: ``docs/performance.md``): 6 epochs with a cosine decay of the rate keep
-#: ``make demo`` within 30 minutes there. Raise them on a GPU.
-FULL_MODE_LIMITS: dict[str, dict[str, Any]] = {
-    "densenet": {"epochs": 6, "schedule": "cosine"},
-}
+#: Full-mode settings of single models on top of `TRAINING`, by registry name
+#: (say ``{"densenet": {"epochs": 12}}``); none at present, and none may cap the
+#: clusters, so that every model trains on the whole training split.
+FULL_MODE_LIMITS: dict[str, dict[str, Any]] = {}
 #: Extra input of notebook 07's regression for all clusters, the alternative to
 #: choosing a regression per class: a classifier's probability that the cluster
 #: is electromagnetic. LCW's, ``cluster_EM_PROBABILITY``, is a branch of every
@@ -96,7 +96,14 @@ DEFAULT_SELECTION: str = DEFAULT_CUT
 
 
 #: The classifiers notebook 02 compares in quick mode (full mode: every registered one).
-QUICK_CLASSIFIERS: tuple[str, ...] = ("dense3_emb2", "cnn_emb2", "dense3_all", "densenet", "bdt")
+QUICK_CLASSIFIERS: tuple[str, ...] = (
+    "dense3_emb2",
+    "cnn_emb2",
+    "dense3_all",
+    "densenet",
+    "hybrid",
+    "bdt",
+)
 #: Column names of `regression_table` for the true energy and the classical energies.
 TRUE_ENERGY = "cluster_ENG_CALIB_TOT"
 _CLASSICAL = {"EM scale": "cluster_E", "LCW": "cluster_E_LCCalib"}
