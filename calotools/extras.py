@@ -11,6 +11,8 @@ extra              what it brings                                      what need
                                                                        loaders, interpret
 ``[dask]``         Dask, distributed, dask-awkward                     `calotools.dask_tools`
 ``[notebooks]``    JupyterLab, ipywidgets, papermill, nbconvert        widgets, ``calotools demo``
+``[events]``       Pythia 8 (``pythia8mc``), FastJet                   collision events:
+                                                                       `calotools.sim.generator`
 ``[all]``          all of the above
 =================  ==================================================  ============================
 
@@ -38,11 +40,13 @@ __all__ = [
     "MissingExtraError",
     "dask",
     "distributed",
+    "fastjet",
     "install_command",
     "ipywidgets",
     "nbconvert",
     "nbformat",
     "papermill",
+    "pythia8mc",
     "require",
     "tensorflow",
 ]
@@ -59,6 +63,8 @@ EXTRA_OF: Mapping[str, str] = MappingProxyType(
         "papermill": "notebooks",
         "nbconvert": "notebooks",
         "nbformat": "notebooks",
+        "pythia8mc": "events",
+        "fastjet": "events",
     }
 )
 
@@ -121,3 +127,13 @@ def nbconvert() -> ModuleType:
 def nbformat() -> ModuleType:
     """nbformat, for reading executed notebooks (extra ``[notebooks]``)."""
     return require("nbformat", "reading the notebooks")
+
+
+def pythia8mc() -> ModuleType:
+    """Pythia 8's Python bindings, for collision events (extra ``[events]``)."""
+    return require("pythia8mc", "generating collision events with Pythia 8")
+
+
+def fastjet() -> ModuleType:
+    """FastJet's Python bindings, for jets (extra ``[events]``)."""
+    return require("fastjet", "finding jets with FastJet")

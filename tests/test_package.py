@@ -34,6 +34,7 @@ LAYERS = [
     "calotools.ntuple",
     "calotools.testing",
     "calotools.shower_shapes",
+    "calotools.sim.generator",
     "calotools.sim.cells",
     "calotools.sim.config",
     "calotools.sim.showers",
@@ -234,7 +235,7 @@ def test_the_lock_pins_every_dependency_exactly():
     declared = {requirement_name(r) for r in project["dependencies"]}
     for extra, requirements in project["optional-dependencies"].items():
         declared |= {requirement_name(r) for r in requirements if not r.startswith("calotools")}
-        assert extra in {"ml", "dask", "notebooks", "all", "test", "dev"}
+        assert extra in {"ml", "dask", "notebooks", "events", "all", "test", "dev"}
     lines = [
         line.strip()
         for line in (ROOT / "requirements.lock").read_text().splitlines()

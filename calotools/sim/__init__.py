@@ -2,6 +2,8 @@
 
 In the order events flow through it:
 
+- `calotools.sim.generator`: collision events from Pythia 8 (dijets in ATLAS's
+  JZ slices, minimum bias) and their truth jets (extra ``[events]``);
 - `calotools.sim.config`: `SimulationConfig`, everything that defines a
   simulated sample, and the particle constants;
 - `calotools.sim.showers`: the shower parameterisations (GFlash EM showers,
@@ -29,6 +31,7 @@ __all__ = [
     "cells",
     "clustering",
     "config",
+    "generator",
     "images",
     "moments",
     "reconstruction",
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
         cells,
         clustering,
         config,
+        generator,
         images,
         moments,
         reconstruction,
