@@ -10,7 +10,8 @@ study's models under ``ROOT/models``, exactly as the notebooks do, then prints:
   and the best p, for the DenseNet and LCW;
 - notebook 05's response table (clusters above 1 GeV) for EM scale, LCW and
   the hybrid and BDT regressions, pooled and per ENG_CALIB_TOT bin (1–10,
-  10–100, 100–500 GeV);
+  10–100, 100–500 GeV), and per bin the resolution of the first regressor
+  minus each other method's, with a paired bootstrap error;
 - the per-layer ladder: the AUC of a small flat dense network (Dense 128 on
   the layer's pixels, no cluster energy) trained on each layer alone and on
   the six together;
@@ -134,6 +135,7 @@ def ladder(context: study.StudyContext, test, labels: np.ndarray, root: Path) ->
 def response(context: study.StudyContext, root: Path, regressors: list[str]) -> None:
     parts = {}
     per_bin: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
+    differences: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
     for sample in ("pi0", "pipm"):
         trained = {}
         for name in regressors:
@@ -153,11 +155,28 @@ def response(context: study.StudyContext, root: Path, regressors: list[str]) -> 
                 per_bin[(sample, label)][(method, "median")] = row.median
                 per_bin[(sample, label)][(method, "resolution")] = row.resolution
                 per_bin[(sample, label)][("", "count")] = row.count
+        # The first regressor against every other method, on the same clusters:
+        # a paired bootstrap error of the resolution difference.
+        first = regressors[0]
+        for other in [m for m in methods if m != first]:
+            paired = metrics.resolution_difference(
+                table[study.TRUE_ENERGY], table[first], table[other], TRUE_BINS
+            )
+            for row in paired.itertuples():
+                label = f"{row.low:g}–{row.high:g} GeV"
+                differences[(sample, label)][(f"{first} − {other}", "difference")] = row.difference
+                differences[(sample, label)][(f"{first} − {other}", "error")] = row.difference_err
     _show("notebook 05: response above 1 GeV", pd.concat(parts, axis=1), root, "response")
     binned_table = pd.DataFrame(per_bin).T
     count = [("", "count")]
     binned_table = binned_table[count + [c for c in binned_table.columns if c not in count]]
     _show("response per ENG_CALIB_TOT bin", binned_table, root, "response_binned")
+    _show(
+        f"resolution differences per bin, {regressors[0]} − each method (paired bootstrap error)",
+        pd.DataFrame(differences).T,
+        root,
+        "resolution_differences",
+    )
 
 
 def cells(context: study.StudyContext, root: Path) -> None:

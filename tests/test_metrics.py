@@ -301,6 +301,37 @@ def test_response_uncertainties_match_the_spread_of_repeated_samples():
     assert table["resolution"].std() == pytest.approx(table["resolution_err"].mean(), rel=0.10)
 
 
+def test_paired_resolution_difference_has_the_error_of_repeated_samples():
+    """300 bins of 400 clusters are 300 independent pairs of estimates that share their
+    main fluctuation: the bootstrap error is the spread of the differences within 20 %
+    (that spread is known to ~4 %), and below the unpaired errors in quadrature (about
+    two thirds of them here)."""
+    rng = np.random.default_rng(5)
+    n_bins, per_bin = 300, 400
+    edges = np.arange(1.0, n_bins + 2.0)
+    e_true = np.repeat(edges[:-1] + 0.5, per_bin)
+    sharp = e_true * (1 + rng.normal(0.0, 0.1, e_true.size))
+    wide = sharp + e_true * rng.normal(0.0, 0.05, e_true.size)
+    table = metrics.resolution_difference(e_true, sharp, wide, edges, n_resamples=100, seed=2)
+    assert table["difference"].std() == pytest.approx(table["difference_err"].mean(), rel=0.20)
+    assert table["difference"].mean() == pytest.approx(0.1 - np.hypot(0.1, 0.05), abs=0.002)
+    unpaired = np.hypot(
+        metrics.binned_response(e_true, sharp, edges)["resolution_err"],
+        metrics.binned_response(e_true, wide, edges)["resolution_err"],
+    )
+    assert table["difference_err"].mean() < 0.8 * unpaired.mean()
+    same = metrics.resolution_difference(e_true[:400], sharp[:400], sharp[:400], [1, 2], seed=2)
+    assert same["difference"].item() == 0
+    assert same["difference_err"].item() == 0
+
+
+def test_resolution_difference_refuses_bad_input_by_name():
+    with pytest.raises(ValueError, match="n_resamples"):
+        metrics.resolution_difference([1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [0.5, 3], n_resamples=1)
+    with pytest.raises(ValueError, match="e_pred_b"):
+        metrics.resolution_difference([1.0, 2.0], [1.0, 2.0], [1.0], [0.5, 3])
+
+
 def test_metrics_do_not_import_matplotlib():
     import subprocess
     import sys
