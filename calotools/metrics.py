@@ -643,20 +643,17 @@ def resolution_difference(
         msg = f"n_resamples must be at least 2 (the error is their spread), got {n_resamples}"
         raise InvalidValueError(msg)
 
-    def resolutions(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = binned_response(true[index], pred_a[index], edges)
-        b = binned_response(true[index], pred_b[index], edges)
-        return a["resolution"].to_numpy(), b["resolution"].to_numpy()
+    def resolution(pred: np.ndarray, index: np.ndarray | slice) -> np.ndarray:
+        return binned_response(true[index], pred[index], edges)["resolution"].to_numpy()
 
-    everything = np.arange(len(true))
-    res_a, res_b = resolutions(everything)
+    table = binned_response(true, pred_a, edges)
+    res_a, res_b = table["resolution"].to_numpy(), resolution(pred_b, slice(None))
     rng = np.random.Generator(np.random.PCG64(seed))
     differences = []
     for _ in range(n_resamples):
-        a, b = resolutions(rng.integers(0, len(true), len(true)))
-        differences.append(a - b)
-    table = binned_response(true, pred_a, edges)[["low", "high", "count"]]
-    return table.assign(
+        index = rng.integers(0, len(true), len(true))
+        differences.append(resolution(pred_a, index) - resolution(pred_b, index))
+    return table[["low", "high", "count"]].assign(
         resolution_a=res_a,
         resolution_b=res_b,
         difference=res_a - res_b,

@@ -227,7 +227,7 @@ def truth_jets(particles: ak.Array, *, radius: float = JET_RADIUS, min_pt: float
     )
 
 
-def _chunk(config: GeneratorConfig, chunk: int, charges: dict[int, float]) -> ak.Array:
+def _chunk(config: GeneratorConfig, chunk: int) -> ak.Array:
     """The stable particles and truth of one chunk's `CHUNK` candidate events."""
     pythia8 = extras.pythia8mc()
     pythia = pythia8.Pythia("", config.verbose)
@@ -243,13 +243,11 @@ def _chunk(config: GeneratorConfig, chunk: int, charges: dict[int, float]) -> ak
         pythia.stat()
     final = batch.prt[batch.prt.status > 0]
     pdg = ak.values_astype(final.id, np.int32)
-    for pid in np.unique(ak.to_numpy(ak.flatten(pdg))):
-        if int(pid) not in charges:
-            charges[int(pid)] = float(pythia.particleData.charge(int(pid)))
     flat = ak.to_numpy(ak.flatten(pdg))
-    keys = np.array(sorted(charges), dtype=np.int32)
-    values = np.array([charges[k] for k in keys], dtype=np.float32)
-    charge = ak.unflatten(values[np.searchsorted(keys, flat)], ak.num(pdg))
+    # One lookup in Pythia's particle table per species, then a vectorised gather.
+    species, inverse = np.unique(flat, return_inverse=True)
+    charges = np.array([pythia.particleData.charge(int(pid)) for pid in species], dtype=np.float32)
+    charge = ak.unflatten(charges[inverse], ak.num(pdg))
     particles = ak.zip(
         {
             "pdg": pdg,
@@ -278,10 +276,9 @@ def generate(config: GeneratorConfig) -> ak.Array:
     """
     kept: list[ak.Array] = []
     n_kept = 0
-    charges: dict[int, float] = {}
     chunk = 0
     while n_kept < config.n_events:
-        events = _chunk(config, chunk, charges)
+        events = _chunk(config, chunk)
         numbers = chunk * CHUNK + np.arange(len(events))
         if config.pt_slice is not None:
             low, high = config.pt_slice
