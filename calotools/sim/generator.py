@@ -233,10 +233,13 @@ def _chunk(config: GeneratorConfig, chunk: int) -> ak.Array:
     pythia = pythia8.Pythia("", config.verbose)
     for setting in config.pythia_settings(chunk):
         if not pythia.readString(setting):
-            msg = f"Pythia refused the setting {setting!r}"
+            msg = f"Pythia refused the setting {setting!r}; verbose=True shows Pythia's reason"
             raise InvalidValueError(msg)
     if not pythia.init():
-        msg = f"Pythia did not initialise for {config.sample} (settings: {config.pythia_settings(chunk)})"
+        msg = (
+            f"Pythia did not initialise for {config.sample} (settings: {config.pythia_settings(chunk)}); "
+            "verbose=True shows Pythia's reason"
+        )
         raise InvalidValueError(msg)
     batch = pythia.nextBatch(CHUNK, "skip")
     if config.verbose:
@@ -285,7 +288,11 @@ def generate(config: GeneratorConfig) -> ak.Array:
             inside = ak.to_numpy((events.leading_jet_pt >= low) & (events.leading_jet_pt < high))
             events, numbers = events[inside], numbers[inside]
             if chunk >= 3 and n_kept + len(events) == 0:
-                msg = f"no {config.sample} event in {CHUNK * (chunk + 1)} candidates; check the settings"
+                msg = (
+                    f"no {config.sample} event in {CHUNK * (chunk + 1)} candidates: the slice "
+                    f"{config.pt_slice} GeV lies outside what sqrt_s = {config.sqrt_s:g} GeV and "
+                    f"PT_HAT_WINDOW {PT_HAT_WINDOW} give"
+                )
                 raise InvalidValueError(msg)
         kept.append(ak.with_field(events, numbers, "event_number"))
         n_kept += len(events)
