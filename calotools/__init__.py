@@ -16,9 +16,11 @@ The package has two halves that meet in a shared contract:
   studies' networks, the classical references, classify-then-calibrate,
   combined scores), `calotools.loading` (any
   saved model), `calotools.training`, `calotools.evaluation`,
-  `calotools.metrics`, `calotools.plotting`, `calotools.interpret` (what a
+  `calotools.metrics`, `calotools.jets` (jets of clusters, matched to truth
+  jets, and their response), `calotools.plotting`, `calotools.interpret` (what a
   network learned), `calotools.widgets`, `calotools.dask_tools`,
-  `calotools.study` and `calotools.cli`.
+  `calotools.study`, `calotools.domain_shift` (the samples of the LLNL
+  domain-shift study) and `calotools.cli`.
 
 Helpers every layer may use: `calotools.errors` (the error classes),
 `calotools.atomic` (files and folders written whole or not at all),
@@ -53,12 +55,14 @@ __all__ = [
     "cli",
     "cuts",
     "dask_tools",
+    "domain_shift",
     "data",
     "errors",
     "evaluation",
     "extras",
     "geometry",
     "interpret",
+    "jets",
     "layers",
     "loaders",
     "loading",
@@ -87,12 +91,14 @@ if TYPE_CHECKING:
         cli,
         cuts,
         dask_tools,
+        domain_shift,
         data,
         errors,
         evaluation,
         extras,
         geometry,
         interpret,
+        jets,
         layers,
         loaders,
         loading,

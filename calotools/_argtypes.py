@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_float", "positive_int"]
+__all__ = ["non_negative_float", "positive_float", "positive_int"]
 
 
 def positive_int(text: str) -> int:
@@ -42,5 +42,22 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(msg) from None
     if not (math.isfinite(value) and value > 0):
         msg = f"must be a finite number above 0, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """``text`` as a finite number of at least 0.
+
+    >>> non_negative_float("40")
+    40.0
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"expected a number of at least 0, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not (math.isfinite(value) and value >= 0):
+        msg = f"must be a finite number of at least 0, got {text}"
         raise argparse.ArgumentTypeError(msg)
     return value

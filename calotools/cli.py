@@ -15,10 +15,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from calotools._argtypes import positive_int
+from calotools._argtypes import non_negative_float, positive_int
 from calotools.errors import CalotoolsError
 
 __all__ = ["main"]
+
+# The collision-event samples of `calotools.sim.generator` (kept here so that
+# `calotools --help` does not import the simulation).
+_EVENT_SAMPLES = ("jz0w", "jz1w", "jz2w", "jz3w", "jz4w", "minbias")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -56,6 +60,27 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.sample is None or args.out is None:
         print(
             "calotools simulate: error: give --sample and --out, or --default DIR", file=sys.stderr
+        )
+        return 2
+    if args.sample in _EVENT_SAMPLES:
+        from calotools.sim import event_samples
+
+        quick = "quick" if samples.quick_mode() else "full"
+        event_samples.make_event_sample(
+            args.sample,
+            args.out,
+            n_events=args.n or event_samples.DEFAULT_EVENTS[quick],
+            mu=args.mu,
+            seed=args.seed,
+            lcw=args.lcw,
+            workers=args.workers,
+        )
+        return 0
+    if args.mu:
+        print(
+            f"calotools simulate: error: --mu is for collision events ({', '.join(_EVENT_SAMPLES)});"
+            f" {args.sample} is a single-particle gun",
+            file=sys.stderr,
         )
         return 2
     samples.make_sample(
@@ -102,9 +127,21 @@ def _parser() -> argparse.ArgumentParser:
         "apply the LCW-style calibration and write ClusterTree files with JSON sidecars. "
         "Set CALOTOOLS_QUICK=1 for small samples.",
     )
-    simulate.add_argument("--sample", choices=["pi0", "pipm", "gamma"], help="particle gun")
     simulate.add_argument(
-        "--n", type=positive_int, help="number of events (default: 100000; quick: 4000)"
+        "--sample",
+        choices=["pi0", "pipm", "gamma", *_EVENT_SAMPLES],
+        help="particle gun, or collision events: Pythia 8 dijets in a JZ slice, or minimum bias",
+    )
+    simulate.add_argument(
+        "--n",
+        type=positive_int,
+        help="number of events (default: 100000, quick: 4000; collision events: 2000, quick: 50)",
+    )
+    simulate.add_argument(
+        "--mu",
+        type=non_negative_float,
+        default=0.0,
+        help="collision events: mean number of pile-up interactions <mu> (default 0)",
     )
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     simulate.add_argument("--out", help="output ROOT file")

@@ -28,6 +28,7 @@ from calotools.errors import InvalidValueError, UnknownNameError
 
 __all__ = [
     "BARREL_ETA_MAX",
+    "CELLS_ETA_MAX",
     "EMB_MEDIUM",
     "IMAGE_HALF_WIDTH_ETA",
     "IMAGE_HALF_WIDTH_PHI",
@@ -43,8 +44,14 @@ __all__ = [
     "wrap_phi",
 ]
 
-#: |η| reach of the barrel layers modelled here (``docs/physics.md`` §1).
+#: |η| reach of the single particles simulated here (``docs/physics.md`` §1): their
+#: 0.3-wide windows (`calotools.sim.cells.Window`) then stay inside `CELLS_ETA_MAX`.
 BARREL_ETA_MAX = 0.7
+#: |η| where the modelled barrel's cells end: the Tile barrel's edge, |η| = 1.0
+#: (ATLAS detector paper, JINST 3 (2008) S08003); the EM barrel goes on to 1.475 but is modelled
+#: no further than the Tile behind it. Whole events (`calotools.sim.barrel`) fill
+#: the cells of |η| < 1.0 over the full φ ring.
+CELLS_ETA_MAX = 1.0
 
 #: Half-widths of the image window: 0.2 in η, π/16 in φ (two EMB1 φ cells, 2 × 2π/64).
 #: MLTree leaves out cells with |dη| ≥ 0.2 − 10⁻⁴ or |dφ| ≥ π/16 − 10⁻⁴, so that a

@@ -812,6 +812,8 @@ class ClusterWriter:
         self._types: dict[str, np.dtype] = {}
         self._pending: list[dict[str, np.ndarray]] = []
         self._n_pending = 0
+        # Further trees (`write_events`): name → (uproot WritableTree, branch names).
+        self._event_trees: dict[str, tuple[Any, set[str]]] = {}
 
     def write(self, clusters: Clusters) -> None:
         """Add clusters; they reach the file in whole baskets."""
@@ -841,6 +843,31 @@ class ClusterWriter:
         self._n_pending += len(clusters)
         if self._n_pending >= self.basket_size:
             self._flush(final=False)
+
+    def write_events(self, entries: Mapping[str, Any], *, tree: str) -> None:
+        """Add entries to a second tree of the file, ``tree``, written as given.
+
+        ``entries`` maps branch names to NumPy arrays (one value per entry) or
+        awkward arrays of records of lists (jagged branches with a counter, as
+        uproot writes them). Every call must give the same branches.
+        """
+        if tree == self.tree_name:
+            msg = f"{self.path}: {tree!r} is the cluster tree; give the event tree another name"
+            raise NtupleError(msg)
+        types = {
+            name: values.type if isinstance(values, ak.Array) else np.asarray(values).dtype
+            for name, values in entries.items()
+        }
+        known = self._event_trees.get(tree)
+        if known is None:
+            self._event_trees[tree] = (self._file.mktree(tree, types), set(types))
+        elif set(types) != known[1]:
+            msg = (
+                f"{self.path}: every chunk of {tree!r} must have the same branches; this one "
+                f"has {sorted(types)}, the first had {sorted(known[1])}"
+            )
+            raise NtupleError(msg)
+        self._event_trees[tree][0].extend(dict(entries))
 
     def _flush(self, *, final: bool) -> None:
         if not self._pending:

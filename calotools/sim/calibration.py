@@ -127,7 +127,7 @@ CELL_COLUMNS: dict[str, str] = {
     "energy": "cell energy at EM scale (GeV), without the cluster weight",
     "weight": "the cell's weight in this cluster from splitting (1 for unshared cells)",
     "volume_mm3": "cell volume (mm³)",
-    "noise_sigma": "electronic noise σ of the cell (GeV)",
+    "noise_sigma": "noise σ of the cell, electronic ⊕ pile-up (GeV)",
 }
 
 #: Cells-table truth column that `LCWCalibration.fit` reads in addition (π± sample

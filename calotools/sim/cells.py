@@ -24,10 +24,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from calotools import geometry
+from calotools.errors import InvalidValueError
 
-__all__ = ["CellBatch", "LayerCells", "Window"]
+__all__ = ["BarrelWindow", "CellBatch", "LayerCells", "Window"]
 
 #: Grid on which window edges are aligned: TileBar2's Δη and the 2π/64 φ cell
 #: shared by the presampler, EMB1 and Tile, a multiple of every other layer's cell.
@@ -89,6 +91,55 @@ class Window:
         phi_low = np.floor((np.asarray(phi) - self.margin_phi) / ALIGN_PHI) * ALIGN_PHI
         return eta_low, phi_low
 
+    @property
+    def wraps_phi(self) -> bool:
+        """Whether the window is the whole φ ring, its first and last φ cells neighbours."""
+        return False
+
+
+@dataclass(frozen=True)
+class BarrelWindow(Window):
+    """The whole barrel as one window: |η| < ``eta_max``, the full φ ring.
+
+    The window of whole collision events (`calotools.sim.barrel`): every
+    event has the same origin (−``eta_max``, −π), and φ wraps around. The
+    margins of `Window` play no part.
+
+    Examples
+    --------
+    >>> barrel = BarrelWindow()
+    >>> barrel.shape("EMB2"), barrel.wraps_phi
+    ((80, 256), True)
+    """
+
+    eta_max: float = geometry.CELLS_ETA_MAX
+
+    def __post_init__(self) -> None:
+        steps = self.eta_max / ALIGN_ETA
+        if not (self.eta_max > 0 and abs(steps - round(steps)) < 1e-9):
+            msg = f"eta_max must be a positive multiple of {ALIGN_ETA}; got {self.eta_max!r}"
+            raise InvalidValueError(msg)
+
+    @property
+    def n_align_eta(self) -> int:
+        """Window width in η, in alignment cells (0.2)."""
+        return round(2 * self.eta_max / ALIGN_ETA)
+
+    @property
+    def n_align_phi(self) -> int:
+        """The full ring, in alignment cells (2π/64)."""
+        return round(2.0 * math.pi / ALIGN_PHI)
+
+    def origin(self, eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(−eta_max, −π) for every direction: the window is the whole barrel."""
+        shape = np.shape(eta)
+        return np.full(shape, -self.eta_max), np.full(shape, -math.pi)
+
+    @property
+    def wraps_phi(self) -> bool:
+        """Always: the window is the whole φ ring."""
+        return True
+
 
 @dataclass
 class LayerCells:
@@ -106,6 +157,16 @@ class LayerCells:
     calib_nonem: np.ndarray  #: (N, n_eta, n_phi) non-EM visible
     calib_invisible: np.ndarray  #: (N, n_eta, n_phi)
     calib_escaped: np.ndarray  #: (N, n_eta, n_phi)
+    #: σ of the in-time pile-up energy per cell (GeV), (n_eta, n_phi) or one value:
+    #: what ATLAS adds in quadrature to the electronic noise at a given ⟨μ⟩.
+    pileup_sigma: np.ndarray | float = 0.0
+
+    @property
+    def sigma(self) -> np.ndarray | float:
+        """Total noise σ per cell: electronic ⊕ pile-up (GeV), what the clustering cuts on."""
+        if np.ndim(self.pileup_sigma) == 0 and self.pileup_sigma == 0:
+            return self.noise_sigma
+        return np.hypot(self.noise_sigma, self.pileup_sigma)
 
     @property
     def calib_total(self) -> np.ndarray:
@@ -150,6 +211,10 @@ class CellBatch:
     leakage_back: np.ndarray
     outside_window: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)  #: optional per-event truth
+    #: Where the dead-material energy was lost when an event holds many particles:
+    #: one row per particle, ``event`` (row), ``eta``, ``phi`` and the three
+    #: regions' energies; None: at the generated particle, as the event's totals.
+    dead_deposits: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.truth_e)

@@ -50,6 +50,7 @@ __all__ = [
     "ClusteringConfig",
     "TopoClusters",
     "cell_positions",
+    "cell_sigma",
     "neighbour_edges",
     "topo_cluster",
 ]
@@ -216,11 +217,14 @@ def _template(window: Window) -> _Template:
         )
         fe, fp = np.meshgrid(np.arange(fine_shape[0]), np.arange(fine_shape[1]), indexing="ij")
         fine_maps.append(offsets[index] + (fe // k_eta) * n_phi + fp // k_phi)
-        # The 8 in-layer neighbours; windows are far from ±π in width, so no wrap.
+        # The 8 in-layer neighbours; a window of the whole ring wraps around in φ.
         grid = offsets[index] + np.arange(n_eta * n_phi).reshape(n_eta, n_phi)
         for d_eta, d_phi in ((0, 1), (1, -1), (1, 0), (1, 1)):
-            lo, hi = max(0, -d_phi), n_phi - max(0, d_phi)
-            a, b = grid[: n_eta - d_eta, lo:hi], grid[d_eta:, lo + d_phi : hi + d_phi]
+            if window.wraps_phi:
+                a, b = grid[: n_eta - d_eta], np.roll(grid, -d_phi, axis=1)[d_eta:]
+            else:
+                lo, hi = max(0, -d_phi), n_phi - max(0, d_phi)
+                a, b = grid[: n_eta - d_eta, lo:hi], grid[d_eta:, lo + d_phi : hi + d_phi]
             in_layer_edges.append(np.stack([a.ravel(), b.ravel()], 1))
     in_layer = np.concatenate(in_layer_edges)
     # Consecutive layers (PS, EMB1, EMB2, EMB3, Tile0, Tile1, Tile2) touch where
@@ -394,10 +398,17 @@ def _flat_energy(batch: CellBatch, tpl: _Template) -> np.ndarray:
     return np.concatenate(parts, axis=1, dtype=dtype if dtype.kind == "f" else np.float64)
 
 
-def _cell_sigma(batch: CellBatch, tpl: _Template) -> np.ndarray:
-    """(n_cells,) noise σ of each template cell (GeV)."""
-    sigma = np.array([batch.layers[name].noise_sigma for name in _LAYER_NAMES], dtype=np.float64)
-    return sigma[tpl.layer]
+def cell_sigma(batch: CellBatch) -> np.ndarray:
+    """(n_cells,) noise σ of each cell of the window, template order (GeV).
+
+    Electronic noise, with the pile-up noise in quadrature where the batch has
+    some (`calotools.sim.cells.LayerCells.sigma`); the same for every event.
+    """
+    parts = [
+        np.broadcast_to(np.asarray(batch.layers[name].sigma, dtype=np.float64), shape).ravel()
+        for name, shape in ((n, batch.window.shape(n)) for n in _LAYER_NAMES)
+    ]
+    return np.concatenate(parts)
 
 
 def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
@@ -430,7 +441,7 @@ def topo_cluster(batch: CellBatch, config: ClusteringConfig | None = None) -> To
     config = config or ClusteringConfig()
     tpl = _template(batch.window)
     energy = _flat_energy(batch, tpl).reshape(-1)
-    sigma = _cell_sigma(batch, tpl) * config.noise_scale
+    sigma = cell_sigma(batch) * config.noise_scale
     scratch = np.full(energy.size, -1, dtype=np.int32)  # flat cell → node id, reused
 
     cells, parent = _proto_clusters(energy, sigma, tpl, config, scratch)
@@ -816,11 +827,17 @@ def _assemble(
     norm = np.add.reduceat(abs_e, starts) if n else np.zeros(0)
     norm = np.where(norm > 0, norm, 1.0)
     eta = np.add.reduceat(abs_e * positions["eta"], starts) / norm if n else norm
-    # φ averaged as offsets from the window centre, so that ±π needs no care.
-    half_width = 0.5 * batch.window.width_phi
-    dphi = tpl.phi[cells % tpl.n_cells] - half_width
+    # φ averaged as offsets from a reference, so that ±π needs no care: the
+    # window's centre, or, in a window of the whole ring, each cluster's first cell.
+    local_phi = tpl.phi[cells % tpl.n_cells]
+    if batch.window.wraps_phi and n:
+        reference = local_phi[starts]
+        dphi = geometry.wrap_phi(local_phi - np.repeat(reference, n_cells))
+    else:
+        reference = np.full(n, 0.5 * batch.window.width_phi)
+        dphi = local_phi - reference[0] if n else local_phi
     mean_dphi = np.add.reduceat(abs_e * dphi, starts) / norm if n else norm
-    phi = geometry.wrap_phi(batch.phi_low[cluster_event] + half_width + mean_dphi)
+    phi = geometry.wrap_phi(batch.phi_low[cluster_event] + reference + mean_dphi)
 
     per_event = np.bincount(cluster_event, minlength=len(batch))
     first_of_event = np.cumsum(per_event) - per_event

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from calotools import geometry
-from calotools.sim.clustering import TopoClusters, _template
+from calotools.sim.clustering import TopoClusters, _ranges, _template, cell_sigma
 
 __all__ = [
     "DEAD_MATERIAL_NEIGHBOURS",
@@ -290,11 +290,9 @@ def _center_lambda(centre: np.ndarray, axis: np.ndarray) -> np.ndarray:
 
 def _significance(clusters: TopoClusters, links: _Links) -> np.ndarray:
     """E / √Σσ² over all the cluster's cells, unweighted σ (athena)."""
-    sigma = np.array([clusters.batch.layers[lay.name].noise_sigma for lay in geometry.LAYERS])
-    sigma2 = (sigma * clusters.config.noise_scale) ** 2
-    return _divide(
-        clusters.table["cluster_E"].to_numpy(), np.sqrt(links.total(sigma2[clusters.cells.layer]))
-    )
+    sigma = cell_sigma(clusters.batch) * clusters.config.noise_scale
+    local = clusters.cells.cell % len(sigma)
+    return _divide(clusters.table["cluster_E"].to_numpy(), np.sqrt(links.total(sigma[local] ** 2)))
 
 
 def _owners(clusters: TopoClusters) -> np.ndarray:
@@ -396,28 +394,51 @@ def _truth_moments(clusters: TopoClusters, links: _Links) -> dict[str, np.ndarra
         "ENG_CALIB_OUT_T": _out_of_cluster(clusters, links, calib_tot),
     }
 
-    # Dead material: each region's deposit, placed at the particle's direction.
+    # Dead material: each region's deposit, placed at the direction of the
+    # particle that lost it, goes to the clusters of its event.
     event = table["event"].to_numpy()
     eta, phi = table["cluster_Eta"].to_numpy(), table["cluster_Phi"].to_numpy()
-    d_eta = eta - batch.truth_eta[event]
-    d_phi = geometry.wrap_phi(phi - batch.truth_phi[event])
-    closeness = np.exp(-np.hypot(d_eta, d_phi) / DEAD_SHARING_R0)
+    deposits = _dead_deposits(batch)
+    dep_event = deposits["event"].to_numpy()
     eligible = (calib_tot > DEAD_MIN_CLUSTER_CALIB) & (
         table["cluster_E"].to_numpy() > DEAD_MIN_CLUSTER_E
     )
+    # Every (eligible cluster, deposit) pair of the same event; the others get
+    # nothing. Clusters are sorted by event, so the eligible ones are too.
+    chosen = np.flatnonzero(eligible)
+    per_event = np.bincount(event[chosen], minlength=len(batch))
+    first = np.cumsum(per_event) - per_event
+    pair_deposit = np.repeat(np.arange(len(deposits)), per_event[dep_event])
+    pair_cluster = chosen[_ranges(first[dep_event], first[dep_event] + per_event[dep_event])]
+    d_eta = eta[pair_cluster] - deposits["eta"].to_numpy()[pair_deposit]
+    d_phi = geometry.wrap_phi(phi[pair_cluster] - deposits["phi"].to_numpy()[pair_deposit])
+    closeness = np.exp(-np.hypot(d_eta, d_phi) / DEAD_SHARING_R0)
     total = np.zeros(n)
     for region, layers in DEAD_MATERIAL_NEIGHBOURS.items():
-        deposit = np.asarray(getattr(batch, region), dtype=np.float64)
-        near = calib_layer[:, [_LAYER_INDEX[name] for name in layers]].sum(axis=1)
+        deposit = deposits[region].to_numpy(dtype=np.float64)
+        near = calib_layer[:, [_LAYER_INDEX[name] for name in layers]].sum(axis=1)[pair_cluster]
         share = np.where(
-            eligible & (near > 0), np.maximum(near, 0.0) ** DEAD_SHARING_ALPHA * closeness, 0.0
+            eligible[pair_cluster] & (near > 0),
+            np.maximum(near, 0.0) ** DEAD_SHARING_ALPHA * closeness,
+            0.0,
         )
-        norm = np.bincount(event, share, minlength=len(batch))
-        part = deposit[event] * _divide(share, norm[event])
+        norm = np.bincount(pair_deposit, share, minlength=len(deposits))
+        part = np.bincount(
+            pair_cluster, deposit[pair_deposit] * _divide(share, norm[pair_deposit]), minlength=n
+        )
         moments[_DEAD_COLUMNS[region]] = part
         total += part
     moments["ENG_CALIB_DEAD_TOT"] = total
     return moments
+
+
+def _dead_deposits(batch) -> pd.DataFrame:
+    """Dead-material deposits: per particle of a whole event, or the event's totals at its particle."""
+    if batch.dead_deposits is not None:
+        return batch.dead_deposits
+    columns = {"event": np.arange(len(batch)), "eta": batch.truth_eta, "phi": batch.truth_phi}
+    columns.update({region: getattr(batch, region) for region in DEAD_MATERIAL_NEIGHBOURS})
+    return pd.DataFrame(columns)
 
 
 def _binned_truth(batch, n_eta: int, n_phi: int) -> np.ndarray:
@@ -467,6 +488,8 @@ def _out_of_cluster(clusters: TopoClusters, links: _Links, calib_tot: np.ndarray
     outside = np.maximum(
         _binned_truth(batch, n_eta, n_phi) - clustered.reshape(n_events, n_bins), 0.0
     )
+    if batch.window.wraps_phi:
+        return _out_of_cluster_near(clusters, calib_tot, outside.reshape(n_events, n_eta, n_phi))
 
     # cos(angle) between each cluster and each bin of its event's window; the
     # bin grid is a product of η and φ rows, so no per-bin trigonometry.
@@ -486,3 +509,50 @@ def _out_of_cluster(clusters: TopoClusters, links: _Links, calib_tot: np.ndarray
     norm = np.add.reduceat(weight, first_of_event, axis=0)
     group = np.repeat(np.arange(len(first_of_event)), np.diff(np.append(first_of_event, n)))
     return (outside[event] * _divide(weight, norm[group])).sum(axis=1)
+
+
+# A window of the whole barrel holds thousands of EMB3 bins, a cone a few
+# hundred: each cluster looks only at a box of bins around it that holds its
+# cone. Angle θ < c between directions needs |Δη| < c cosh η and |Δφ| < c / sin ϑ
+# (ϑ the polar angle) to first order; the box is 25 % wider than the largest of
+# these in the barrel, |η| ≤ CELLS_ETA_MAX. tests/test_moments.py checks it
+# against every bin.
+_BOX_MARGIN = 1.25
+
+
+def _out_of_cluster_near(
+    clusters: TopoClusters, calib_tot: np.ndarray, outside: np.ndarray
+) -> np.ndarray:
+    """ENG_CALIB_OUT_T over a window of the whole φ ring, from the bins near each cluster."""
+    table = clusters.table
+    n = len(table)
+    _, n_eta, n_phi = outside.shape
+    grid = geometry.layer("EMB3")
+    eta_edge = geometry.CELLS_ETA_MAX
+    polar_min = 2.0 * math.atan(math.exp(-eta_edge))
+    reach = _BOX_MARGIN * OUT_OF_CLUSTER_CONE
+    half_eta = math.ceil(reach * math.cosh(eta_edge) / grid.deta)
+    half_phi = math.ceil(reach / math.sin(polar_min) / grid.dphi)
+    event = table["event"].to_numpy()
+    eta, phi = table["cluster_Eta"].to_numpy(), table["cluster_Phi"].to_numpy()
+    eta_low, phi_low = clusters.batch.eta_low[event], clusters.batch.phi_low[event]
+    centre_eta = np.floor((eta - eta_low) / grid.deta).astype(np.int64)
+    centre_phi = np.floor(geometry.wrap_phi(phi - phi_low) % math.tau / grid.dphi).astype(np.int64)
+    i_eta = centre_eta[:, None] + np.arange(-half_eta, half_eta + 1)  # (n, a)
+    i_phi = (centre_phi[:, None] + np.arange(-half_phi, half_phi + 1)) % n_phi  # (n, b)
+    valid = (i_eta >= 0) & (i_eta < n_eta)
+    bin_eta = eta_low[:, None] + (i_eta + 0.5) * grid.deta
+    bin_phi = phi_low[:, None] + (i_phi + 0.5) * grid.dphi
+    transverse = np.cos(bin_phi - phi[:, None]) / np.cosh(eta)[:, None]  # (n, b)
+    cos_angle = (
+        transverse[:, None, :] / np.cosh(bin_eta)[:, :, None]
+        + (np.tanh(eta)[:, None] * np.tanh(bin_eta))[:, :, None]
+    )
+    cone = np.cos(OUT_OF_CLUSTER_CONE * _angle_mollier_factor(eta))
+    inside = (cos_angle > cone[:, None, None]) & valid[:, :, None]
+    weight = inside * np.where(calib_tot > 0, calib_tot, 0.0)[:, None, None]
+    flat = (event[:, None, None] * n_eta + np.clip(i_eta, 0, n_eta - 1)[:, :, None]) * n_phi
+    flat = flat + i_phi[:, None, :]
+    norm = np.bincount(flat.ravel(), weight.ravel(), minlength=outside.size)
+    share = _divide(weight, norm[flat]) * outside.reshape(-1)[flat]
+    return share.reshape(n, -1).sum(axis=1)

@@ -8,6 +8,7 @@ the LCW calibration fits and applies (`calotools.sim.calibration.CELL_COLUMNS`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 from calotools import geometry
 from calotools.ntuple import Clusters
 from calotools.sim.cells import CellBatch
-from calotools.sim.clustering import ClusteringConfig, topo_cluster
+from calotools.sim.clustering import ClusteringConfig, TopoClusters, cell_sigma, topo_cluster
 from calotools.sim.config import PARTICLE_MASS_GEV, PARTICLES
 from calotools.sim.images import cluster_images
 from calotools.sim.moments import cell_truth, cell_volumes, cluster_moments
@@ -56,7 +57,12 @@ def _truth_columns(batch: CellBatch, event: np.ndarray) -> dict[str, np.ndarray]
     }
 
 
-def reconstruct(batch: CellBatch, config: ClusteringConfig | None = None) -> Reconstructed:
+def reconstruct(
+    batch: CellBatch,
+    config: ClusteringConfig | None = None,
+    *,
+    truth: Callable[[TopoClusters], Mapping[str, np.ndarray]] | None = None,
+) -> Reconstructed:
     """Cluster ``batch`` and compute everything the ntuple and the LCW need.
 
     Parameters
@@ -65,6 +71,10 @@ def reconstruct(batch: CellBatch, config: ClusteringConfig | None = None) -> Rec
         Simulated events.
     config
         Topo-clustering settings (ATLAS 4-2-0 by default).
+    truth
+        The truth columns of the clusters; by default the event's generated
+        particle (single-particle samples). Whole events give
+        `calotools.sim.barrel.cluster_truth`.
 
     Returns
     -------
@@ -81,12 +91,12 @@ def reconstruct(batch: CellBatch, config: ClusteringConfig | None = None) -> Rec
         [
             table.drop(columns="event"),
             cluster_moments(topo),
-            pd.DataFrame(_truth_columns(batch, event)),
+            pd.DataFrame(_truth_columns(batch, event) if truth is None else truth(topo)),
         ],
         axis=1,
     )
     links = topo.cells
-    noise = np.array([batch.layers[lay.name].noise_sigma for lay in geometry.LAYERS])
+    sigma = cell_sigma(batch) * topo.config.noise_scale
     cells = pd.DataFrame(
         {
             "cluster": links.cluster,
@@ -94,7 +104,7 @@ def reconstruct(batch: CellBatch, config: ClusteringConfig | None = None) -> Rec
             "energy": links.energy,
             "weight": links.weight,
             "volume_mm3": cell_volumes(topo),
-            "noise_sigma": noise[links.layer] * topo.config.noise_scale,
+            "noise_sigma": sigma[links.cell % len(sigma)],
             "calib": cell_truth(topo),
         }
     )

@@ -18,21 +18,12 @@ on an independent calibration sample, then ``pi0.root`` and ``pipm.root``.
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import json
 import logging
 import os
-import signal
-import sys
-import threading
-import time
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +37,7 @@ from calotools.sim.clustering import ClusteringConfig
 from calotools.sim.config import SimulationConfig
 from calotools.sim.reconstruction import reconstruct
 from calotools.sim.simulation import simulate_batch
+from calotools.sim.workers import default_workers, ordered_map
 from calotools.version import __version__
 
 __all__ = [
@@ -145,40 +137,8 @@ _job: _Job | None = None
 _calibration: LCWCalibration | None = None
 
 
-#: How often a worker looks whether its parent still lives, where the system
-#: cannot tell it (not Linux), in seconds.
-PARENT_POLL_S = 1.0
-
-
-def _die_with(parent: int) -> None:
-    """End this worker process when ``parent`` ends, even by ``kill -9``.
-
-    On Linux the kernel sends SIGKILL (``PR_SET_PDEATHSIG``); elsewhere a thread
-    polls the parent's pid. A parent that died before either was set up is
-    caught by the pid check.
-    """
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1  # <linux/prctl.h>
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    else:
-
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(PARENT_POLL_S)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="calotools-parent-watch", daemon=True).start()
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def _start_worker(job: _Job, parent: int | None = None) -> None:
+def _start_worker(job: _Job) -> None:
     global _job, _calibration  # noqa: PLW0603 - per-process state of a worker
-    if parent is not None:  # a worker process, not the parent computing in-process
-        # Ctrl-C reaches the whole process group; the parent alone answers it.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _die_with(parent)
     _job = job
     _calibration = LCWCalibration.load(job.lcw) if job.lcw else None
 
@@ -208,80 +168,22 @@ def _run(task: tuple[int, int, int]) -> tuple[Clusters, pd.DataFrame | None, int
     return clusters, result.cells if job.keep_cells else None, stop - start
 
 
-def default_workers() -> int:
-    """Worker processes for production: the CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-@contextmanager
-def _ctrl_c_held() -> Iterator[None]:
-    """Hold Ctrl-C back while work is handed to the pool, then deliver it.
-
-    A KeyboardInterrupt raised in one of the interpreter's at-fork hooks is
-    printed as "Exception ignored" and lost, and the run would go on to the
-    end; one raised inside ``submit`` can leave the pool's bookkeeping half
-    done, and its shutdown waiting for ever. Two things hold it back: SIGINT is blocked in this thread, so the
-    forked workers start with it blocked; and, because the kernel may hand the
-    signal to another thread (tqdm's monitor), Python's handler only notes it.
-    It is raised as a KeyboardInterrupt once the workers exist.
-    """
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    noted: list[int] = []
-    previous = None
-    if in_main_thread:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-    blocking = hasattr(signal, "pthread_sigmask")  # not on Windows, which does not fork
-    if blocking:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        if blocking:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous or signal.default_int_handler)
-    if noted:
-        raise KeyboardInterrupt
-
-
 def _reconstructed(
     job: _Job, progress: bool, label: str, workers: int
 ) -> Iterator[tuple[Clusters, pd.DataFrame | None]]:
     """Batches of a sample in order; with several workers, computed in parallel.
 
-    At most two batches per worker are in flight, so memory stays flat. Every
-    batch is seeded by its event numbers, so the output does not depend on
-    ``workers``.
+    Every batch is seeded by its event numbers, so the output does not depend
+    on ``workers``.
     """
     from tqdm.auto import tqdm
 
     total = sum(config.n_events for config in job.configs)
-    tasks = _tasks(job.configs)
+    results = ordered_map(_run, _tasks(job.configs), start=_start_worker, job=job, workers=workers)
     with tqdm(total=total, desc=label, unit="event", disable=not progress, mininterval=1) as bar:
-        if workers <= 1:
-            _start_worker(job)
-            for task in tasks:
-                clusters, cells, n = _run(task)
-                bar.update(n)
-                yield clusters, cells
-            return
-        pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(job, os.getpid()))
-        try:
-            # The first submissions fork the workers, and a KeyboardInterrupt in the
-            # middle of any submission can leave the pool unable to shut down: Ctrl-C
-            # waits for the end of each (`_ctrl_c_held`), and lands in `result()`.
-            with _ctrl_c_held():
-                pending = deque(pool.submit(_run, task) for task in islice(tasks, 2 * workers))
-            while pending:
-                clusters, cells, n = pending.popleft().result()
-                for task in islice(tasks, 1):
-                    with _ctrl_c_held():
-                        pending.append(pool.submit(_run, task))
-                bar.update(n)
-                yield clusters, cells
-        finally:
-            # An interrupted run (Ctrl-C, an error) must not compute what is queued.
-            pool.shutdown(wait=True, cancel_futures=True)
+        for clusters, cells, n in results:
+            bar.update(n)
+            yield clusters, cells
 
 
 def _sidecar(path: Path) -> Path:

@@ -730,6 +730,7 @@ def charged_pion_showers(
     normal: np.ndarray,
     uniforms: np.ndarray,
     normals: np.ndarray,
+    ionises: np.ndarray | None = None,
 ) -> HadronShowers:
     """π± of total energy ``energy`` (N,): ``docs/physics.md`` §3b.
 
@@ -744,7 +745,10 @@ def charged_pion_showers(
 
     ``interaction_u`` (N,) are uniforms for the interaction depth, ``normal``
     (N,) standard normals for the spread of f_em, ``uniforms`` and ``normals``
-    the (N, ·) draws of `cascade_draws`.
+    the (N, ·) draws of `cascade_draws`. ``ionises`` (N,) bool, all true when
+    omitted: false for a neutral hadron (n, K0L), which leaves no track before
+    its first interaction and so cannot stop either; its shower gets all of
+    ``energy``.
     """
     k = hadronic.subshowers
     n = len(energy)
@@ -754,12 +758,16 @@ def charged_pion_showers(
     kinetic = energy - CHARGED_PION_MASS_GEV
     x_range = path * np.interp(kinetic / path, stack.mip_bounds, stack.x0_bounds)
     stopped = (kinetic < path * stack.mip_bounds[-1]) & (x_range < x_interaction)
+    if ionises is not None:
+        stopped &= ionises
     x_start = np.where(stopped, x_range, x_interaction)
     l_range = path * np.interp(x_range / path, stack.x0_bounds, stack.lambda_bounds)
     l_start = np.where(stopped, l_range, interaction)
     bounds = path[:, None] * stack.x0_bounds
     traversed = np.clip(x_start[:, None], bounds[:, :-1], bounds[:, 1:]) - bounds[:, :-1]
     mip_slices = traversed * (np.diff(stack.mip_bounds) / np.diff(stack.x0_bounds))
+    if ionises is not None:
+        mip_slices *= ionises[:, None]
     shower = np.maximum(energy - mip_slices.sum(axis=1), 0.0)
     mean_em = em_fraction_mean(shower, k=hadronic.em_fraction_k, e0_gev=hadronic.em_fraction_e0_gev)
     f_em = np.clip(mean_em + hadronic.em_fraction_spread * normal, 0.0, 1.0)
