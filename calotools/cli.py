@@ -73,12 +73,13 @@ def _simulate(args: argparse.Namespace) -> int:
             mu=args.mu,
             seed=args.seed,
             lcw=args.lcw,
+            pairs=args.pairs,
             workers=args.workers,
         )
         return 0
-    if args.mu:
+    if args.mu or args.pairs:
         print(
-            f"calotools simulate: error: --mu is for collision events ({', '.join(_EVENT_SAMPLES)});"
+            f"calotools simulate: error: --mu and --pairs are for collision events ({', '.join(_EVENT_SAMPLES)});"
             f" {args.sample} is a single-particle gun",
             file=sys.stderr,
         )
@@ -142,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
         type=non_negative_float,
         default=0.0,
         help="collision events: mean number of pile-up interactions <mu> (default 0)",
+    )
+    simulate.add_argument(
+        "--pairs",
+        action="store_true",
+        help="collision events with --mu: also write them without pile-up (OUT_nopileup.root)",
     )
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     simulate.add_argument("--out", help="output ROOT file")

@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from calotools import data, metrics
 from calotools.errors import InvalidValueError
-from calotools.ntuple import ClusterWriter, iterate_clusters
+from calotools.ntuple import Clusters, ClusterWriter, iterate_clusters
 from calotools.sim import event_samples, samples
 from calotools.sim.clustering import ClusteringConfig
 from calotools.study import StudyContext
 
 __all__ = [
+    "ENERGY_BINS",
     "JET_EVENTS",
     "NOISE_CUT",
     "NOISE_CUT_SEED",
@@ -45,6 +49,8 @@ __all__ = [
     "labelled_jet_dataset",
     "noise_cut_dataset",
     "on",
+    "read_sample",
+    "response_tables",
 ]
 
 #: The "different noise cut" of the second single-pion sample (§2.4.2): topo-clusters
@@ -52,6 +58,8 @@ __all__ = [
 NOISE_CUT = ClusteringConfig(seed_threshold=6.0, growth_threshold=3.0, perimeter_threshold=0.0)
 #: Its events are not the default sample's: another seed.
 NOISE_CUT_SEED = 1
+#: True-energy bins of the study's tables (GeV): the report's figures span 0.3–500 GeV.
+ENERGY_BINS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 500.0)
 #: JZ2W events of the jet sample, in full and in quick mode (about 55 clusters each).
 JET_EVENTS = {"full": 2000, "quick": 40}
 
@@ -127,3 +135,34 @@ def labelled_jet_dataset(
 def on(context: StudyContext, data: samples.DefaultDataSet, name: str) -> StudyContext:
     """``context`` on the data set ``data``, its models kept in ``<models>/<name>``."""
     return dataclasses.replace(context, data=data, models=context.models / name)
+
+
+def read_sample(
+    dataset: samples.DefaultDataSet, sample: str, selection: str, branches: Sequence[str]
+) -> Clusters:
+    """The clusters of one sample (``"pi0"`` or ``"pipm"``) of ``dataset`` passing ``selection``."""
+    path = {"pi0": dataset.pi0, "pipm": dataset.pipm}.get(sample)
+    if path is None:
+        msg = f"sample must be 'pi0' or 'pipm'; got {sample!r}"
+        raise InvalidValueError(msg)
+    chosen = data.select({sample: path}, data.SelectionConfig(cut=selection))
+    return data.read_selection(chosen, list(branches))
+
+
+def response_tables(
+    e_true: np.ndarray,
+    energies: Mapping[str, np.ndarray],
+    edges: Sequence[float] = ENERGY_BINS,
+) -> pd.DataFrame:
+    """Median response and resolution per true-energy bin, one column group per energy.
+
+    Rows are the bins (``low``, ``high``); columns (name, ``count`` |
+    ``median`` | ``resolution``), from `calotools.metrics.binned_response`.
+    """
+    tables = {
+        name: metrics.binned_response(e_true, energy, np.asarray(edges)).set_index(["low", "high"])[
+            ["count", "median", "resolution"]
+        ]
+        for name, energy in energies.items()
+    }
+    return pd.concat(tables, axis=1)

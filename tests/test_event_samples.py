@@ -12,7 +12,7 @@ import uproot
 from calotools import cli, jets, ntuple
 from calotools.errors import InvalidValueError
 from calotools.sim import generator
-from calotools.sim.event_samples import EVENT_TREE, make_event_sample
+from calotools.sim.event_samples import EVENT_TREE, make_event_sample, pair_path
 
 pytest.importorskip("pythia8mc", reason="the [events] extra is not installed")
 pytest.importorskip("fastjet", reason="the [events] extra is not installed")
@@ -70,7 +70,7 @@ def test_the_same_seed_gives_the_same_file_and_another_number_of_workers_too(jz2
     assert np.array_equal(a.images["EMB2"], b.images["EMB2"])
 
 
-def test_pileup_adds_energy_and_is_recorded(tmp_path):
+def test_pileup_adds_energy_is_recorded_and_comes_with_its_pair_without(tmp_path):
     path = make_event_sample(
         "minbias",
         tmp_path / "mb_mu5.root",
@@ -78,6 +78,7 @@ def test_pileup_adds_energy_and_is_recorded(tmp_path):
         mu=5.0,
         seed=1,
         library_events=8,
+        pairs=True,
         progress=False,
         workers=1,
     )
@@ -86,6 +87,14 @@ def test_pileup_adds_energy_and_is_recorded(tmp_path):
     assert s["actualInteractionsPerCrossing"].max() > 0
     assert s["cluster_ENG_CALIB_FRAC_PILEUP"].max() > 0.5
     assert list(tmp_path.glob("minbias_library_*.npz"))
+    # The pair: the same hard-scatter events, no pile-up in any cluster, less energy.
+    alone = ntuple.read_clusters(pair_path(path)).scalars
+    assert set(alone["eventNumber"]) <= set(s["eventNumber"])
+    assert (alone["cluster_ENG_CALIB_FRAC_PILEUP"] == 0).all()
+    assert (alone["averageInteractionsPerCrossing"] == 0).all()
+    assert alone["cluster_ENG_CALIB_TOT"].sum() < s["cluster_ENG_CALIB_TOT"].sum()
+    with pytest.raises(InvalidValueError, match="mu > 0"):
+        make_event_sample("minbias", tmp_path / "x.root", n_events=2, pairs=True)
 
 
 def test_bad_requests_are_refused_by_name(tmp_path, capsys):
@@ -97,7 +106,7 @@ def test_bad_requests_are_refused_by_name(tmp_path, capsys):
         cli.main(["simulate", "--sample", "pi0", "--mu", "40", "--out", str(tmp_path / "p.root")])
         == 2
     )
-    assert "--mu is for collision events" in capsys.readouterr().err
+    assert "--mu and --pairs are for collision events" in capsys.readouterr().err
 
 
 def test_the_command_line_knows_the_generator_samples_and_makes_one(tmp_path):

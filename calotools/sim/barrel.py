@@ -108,8 +108,10 @@ EM_LIKE_MIN_FRACTION = 0.8
 _CELL_FLOOR_GEV = 1e-6
 # Stream keys of the random numbers (the first key of each SeedSequence).
 _STREAM_SHOWERS, _STREAM_NOISE = 101, 102
-# Corner-grid elements per vectorised step of `cell_energies` (cache-sized).
-_CHUNK_ELEMENTS = 1 << 18
+# Corner-grid elements per vectorised step of `cell_energies`: a few MB. Events
+# hold hundreds of particles with a dozen profiles each; smaller steps cost
+# more in per-call overhead than they win in cache (benchmarks/events.py).
+_CHUNK_ELEMENTS = 1 << 20
 _N_LAYERS = len(geometry.LAYERS)
 _DEAD_REGIONS = ("dead_material_front", "dead_material_cryostat", "leakage_back")
 
@@ -643,8 +645,10 @@ def _collect(
         flat, owner, *values = (np.concatenate(c) for c in zip(*grid.entries[index], strict=True))
         event, local = np.divmod(flat, sizes[index])
         target = event * n_cells + offsets[index] + local
+        part = slice(offsets[index], offsets[index + 1])
         for k, value in enumerate(values):
-            dense[k].reshape(-1)[:] += np.bincount(target, value, minlength=n * n_cells)
+            summed = np.bincount(flat, value, minlength=n * sizes[index])
+            dense[k][:, part] = summed.reshape(n, sizes[index])
         total = values[2] + values[3] + values[4] + values[5]
         deposited += np.bincount(owner, total, minlength=len(parts.e))
         big = np.abs(total) > ATTRIBUTION_FLOOR_GEV

@@ -30,9 +30,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from calotools import atomic
 from calotools.errors import InvalidValueError
 from calotools.ntuple import Clusters, ClusterWriter
 from calotools.sim import generator
-from calotools.sim.barrel import cluster_truth, digitise, simulate_deposits
+from calotools.sim.barrel import EventDeposits, cluster_truth, digitise, simulate_deposits
 from calotools.sim.calibration import LCWCalibration
 from calotools.sim.clustering import ClusteringConfig
 from calotools.sim.config import SimulationConfig
@@ -61,6 +60,7 @@ __all__ = [
     "TRUTH_PARTICLE_ETA_MAX",
     "make_event_sample",
     "make_pileup_library",
+    "pair_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class _EventJob:
     mu: float
     library: Path | None
     lcw: Path | None
+    pairs: bool
 
 
 _job: _EventJob | None = None
@@ -108,34 +109,51 @@ def _start(job: _EventJob) -> None:
     _calibration = LCWCalibration.load(job.lcw) if job.lcw else None
 
 
-def _reconstruct_batch(events: ak.Array) -> tuple[Clusters, dict[str, Any]]:
-    """Clusters and event-level records of a batch of generated events."""
-    job = _job
-    if job is None:
-        msg = "_start has not run in this process"
-        raise RuntimeError(msg)
-    numbers = ak.to_numpy(events.event_number).astype(np.int64)
-    deposits = simulate_deposits(events.particles, numbers, job.simulation, seed=job.seed)
-    if _library is not None and job.mu > 0:
-        deposits = overlay(deposits, _library, job.mu, seed=job.seed)
-    cells = digitise(deposits, job.simulation, seed=job.seed, pileup_sigma=_pileup_sigma)
+def _clusters(
+    deposits: EventDeposits, events: ak.Array, numbers: np.ndarray, pileup: bool
+) -> Clusters:
+    """Digitise, cluster and calibrate the deposits of a batch; the event branches added."""
+    job = _worker_job()
+    sigma = _pileup_sigma if pileup else None
+    cells = digitise(deposits, job.simulation, seed=job.seed, pileup_sigma=sigma)
     truth = functools.partial(cluster_truth, deposits=deposits)
     result = reconstruct(cells, job.clustering, truth=truth)
     clusters = result.clusters
     scalars = clusters.scalars
-    row = scalars["eventNumber"].to_numpy()  # the batch's event number of each cluster
-    position = np.searchsorted(numbers, row)
+    position = np.searchsorted(numbers, scalars["eventNumber"].to_numpy())
     actual = deposits.extra.get("actual_mu", np.zeros(len(numbers)))
     weight = ak.to_numpy(events.weight).astype(np.float64)
-    scalars["averageInteractionsPerCrossing"] = np.full(len(scalars), job.mu, dtype=np.float32)
+    mu = job.mu if pileup else 0.0
+    scalars["averageInteractionsPerCrossing"] = np.full(len(scalars), mu, dtype=np.float32)
     scalars["actualInteractionsPerCrossing"] = actual[position].astype(np.float32)
     scalars["mcEventWeight"] = weight[position].astype(np.float32)
     if _calibration is not None:
         calibrated = _calibration.apply(scalars, result.cells)
         for column in calibrated.columns:
             scalars[column] = calibrated[column].to_numpy()
-    record = _event_record(events, numbers, actual, job.mu)
-    return clusters, record
+    return clusters
+
+
+def _reconstruct_batch(events: ak.Array) -> tuple[Clusters, Clusters | None, dict[str, Any]]:
+    """Clusters (with pile-up; without it too, for pairs) and event records of a batch."""
+    job = _worker_job()
+    numbers = ak.to_numpy(events.event_number).astype(np.int64)
+    hard = simulate_deposits(events.particles, numbers, job.simulation, seed=job.seed)
+    deposits = hard
+    if _library is not None and job.mu > 0:
+        deposits = overlay(hard, _library, job.mu, seed=job.seed)
+    clusters = _clusters(deposits, events, numbers, pileup=True)
+    # The pair: the same hard scatter and the same noise normals, no pile-up.
+    alone = _clusters(hard, events, numbers, pileup=False) if job.pairs else None
+    actual = deposits.extra.get("actual_mu", np.zeros(len(numbers)))
+    return clusters, alone, _event_record(events, numbers, actual, job.mu)
+
+
+def _worker_job() -> _EventJob:
+    if _job is None:
+        msg = "_start has not run in this process"
+        raise RuntimeError(msg)
+    return _job
 
 
 def _jet_record(jet_array: ak.Array) -> ak.Array:
@@ -173,20 +191,62 @@ def _event_record(
     return record
 
 
-def _run_chunk(chunk: int) -> tuple[list[Clusters], list[dict[str, Any]], int]:
+def _run_chunk(
+    chunk: int,
+) -> tuple[list[tuple[Clusters, Clusters | None, dict[str, Any]]], int]:
     """Generate chunk ``chunk`` and reconstruct its events batch by batch."""
-    job = _job
-    if job is None:
-        msg = "_start has not run in this process"
-        raise RuntimeError(msg)
+    job = _worker_job()
     # No chunk can need more events than the whole sample: the rest is not simulated.
     events = generator.generate_chunk(job.generator, chunk)[: job.generator.n_events]
-    parts, records = [], []
-    for start in range(0, len(events), EVENT_BATCH):
-        clusters, record = _reconstruct_batch(events[start : start + EVENT_BATCH])
-        parts.append(clusters)
-        records.append(record)
-    return parts, records, len(events)
+    batches = [
+        _reconstruct_batch(events[start : start + EVENT_BATCH])
+        for start in range(0, len(events), EVENT_BATCH)
+    ]
+    return batches, len(events)
+
+
+# The share of a chunk's candidates a sample keeps, before the first chunk has
+# told: minimum bias keeps all, a biased JZ slice about 0.38 (benchmarks/events.py).
+_EXPECTED_SHARE = {"minbias": 1.0, "jz": 0.3}
+
+
+class _Schedule:
+    """Which generator chunks to compute: no more than the sample is expected to need.
+
+    Chunks are handed out in order while the events expected from them (those
+    kept so far, plus the average per finished chunk, or ``prior`` before
+    one has finished, for every chunk in flight) fall short of ``n_events``.
+    A round that falls short anyway goes on where it stopped.
+    """
+
+    def __init__(self, n_events: int, prior: float) -> None:
+        self.n_events, self.prior = n_events, prior
+        self.next = self.finished = self.kept = 0
+
+    def expected(self) -> float:
+        per_chunk = self.kept / self.finished if self.finished else self.prior
+        return self.kept + (self.next - self.finished) * max(per_chunk, 1.0)
+
+    def chunks(self) -> Iterator[int]:
+        while self.expected() < self.n_events:
+            self.next += 1
+            yield self.next - 1
+
+    def done(self, n_kept: int) -> None:
+        self.finished += 1
+        self.kept += n_kept
+
+
+def pair_path(path: str | os.PathLike) -> Path:
+    """Where `make_event_sample` writes the events of ``path`` without pile-up.
+
+    Examples
+    --------
+    >>> pair_path("data/jz2w_mu40.root").name
+    'jz2w_mu40_nopileup.root'
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}_nopileup{path.suffix}")
 
 
 def make_pileup_library(
@@ -219,6 +279,7 @@ def make_event_sample(
     clustering: ClusteringConfig | None = None,
     simulation: Mapping[str, Any] | None = None,
     library_events: int | None = None,
+    pairs: bool = False,
     progress: bool = True,
     workers: int | None = None,
 ) -> Path:
@@ -246,6 +307,9 @@ def make_event_sample(
         Further `calotools.sim.config.SimulationConfig` fields.
     library_events
         Minimum-bias events in the pile-up library (`LIBRARY_EVENTS` by default).
+    pairs
+        Also write the same events without pile-up (same hard scatter, same
+        noise) to `pair_path` of ``path``: the pairs a denoising study needs.
     progress
         Show a progress bar.
     workers
@@ -261,6 +325,9 @@ def make_event_sample(
         raise InvalidValueError(msg)
     if sample not in generator.SAMPLES:
         msg = f"unknown event sample {sample!r}; the samples are: {', '.join(generator.SAMPLES)}"
+        raise InvalidValueError(msg)
+    if pairs and not mu:
+        msg = "pairs=True writes each event with and without pile-up: it needs mu > 0"
         raise InvalidValueError(msg)
     gen = generator.GeneratorConfig(sample=sample, n_events=n_events, seed=seed)
     physics = SimulationConfig(**dict(simulation or {}))
@@ -282,45 +349,79 @@ def make_event_sample(
         "clustering": clustering.to_dict(),
         "lcw_sha256": atomic.sha256(lcw_path) if lcw_path else None,
         "library": library_path.name if library_path else None,
+        "pairs": pairs,
     }
-    if _reusable(path, configuration):
+    if _reusable(path, configuration) and (
+        not pairs or _reusable(pair_path(path), {**configuration, "pair_of": path.name})
+    ):
         logger.info("%s: reusing (made with the same configuration)", path)
         return path
     check_output(path)
+    if pairs:
+        check_output(pair_path(path))
     if lcw_path is not None:
         LCWCalibration.load(lcw_path)  # a bad file fails here, before any work
     if library_path is not None:
         make_pileup_library(
             library_path, n_events=n_library, seed=seed + PILEUP_SEED_OFFSET, simulation=physics
         )
-    job = _EventJob(gen, physics, clustering, seed, float(mu), library_path, lcw_path)
+    job = _EventJob(gen, physics, clustering, seed, float(mu), library_path, lcw_path, pairs)
     writer = ClusterWriter(path)
+    pair_writer = ClusterWriter(pair_path(path)) if pairs else None
     n_written, n_clusters = 0, 0
+    schedule = _Schedule(
+        n_events, _EXPECTED_SHARE.get(sample, _EXPECTED_SHARE["jz"]) * generator.CHUNK
+    )
+
+    def kept(clusters: Clusters, last: int) -> Clusters:
+        return clusters[np.flatnonzero(clusters.scalars["eventNumber"] <= last)]
+
     try:
-        results = ordered_map(
-            _run_chunk, count(), start=_start, job=job, workers=workers or default_workers()
-        )
         with tqdm(total=n_events, desc=path.name, unit="event", disable=not progress) as bar:
-            for parts, records, _ in results:
-                for clusters, record in zip(parts, records, strict=True):
-                    keep = min(len(record["eventNumber"]), n_events - n_written)
-                    if keep == 0:
+            while n_written < n_events:  # a new round only if the last one fell short
+                results = ordered_map(
+                    _run_chunk,
+                    schedule.chunks(),
+                    start=_start,
+                    job=job,
+                    workers=workers or default_workers(),
+                    ahead=1,
+                )
+                for batches, n_kept in results:
+                    schedule.done(n_kept)
+                    if schedule.finished >= 4 and schedule.kept == 0:
+                        msg = f"no {sample} event in {4 * generator.CHUNK} candidates"
+                        raise InvalidValueError(msg)
+                    for clusters, alone, record in batches:
+                        keep = min(len(record["eventNumber"]), n_events - n_written)
+                        if keep == 0:
+                            break
+                        last = record["eventNumber"][keep - 1]
+                        chosen = kept(clusters, last)
+                        if len(chosen):
+                            writer.write(chosen)
+                        writer.write_events(
+                            {k: v[:keep] for k, v in record.items()}, tree=EVENT_TREE
+                        )
+                        if pair_writer is not None and alone is not None:
+                            pair_writer.write(kept(alone, last))
+                        n_written += keep
+                        n_clusters += len(chosen)
+                        bar.update(keep)
+                    if n_written >= n_events:
                         break
-                    last = record["eventNumber"][keep - 1]
-                    kept = clusters[np.flatnonzero(clusters.scalars["eventNumber"] <= last)]
-                    if len(kept):
-                        writer.write(kept)
-                    writer.write_events({k: v[:keep] for k, v in record.items()}, tree=EVENT_TREE)
-                    n_written += keep
-                    n_clusters += len(kept)
-                    bar.update(keep)
-                if n_written >= n_events:
-                    break
         complete = writer.finish()
+        if pair_writer is not None:
+            pair = pair_writer.finish()
+            _describe(pair_path(path), {**configuration, "pair_of": path.name}, data=pair)
         _describe(path, configuration, data=complete, n_clusters=n_clusters)
+        if pair_writer is not None:
+            pair_writer.commit()
         writer.commit()
     except BaseException:
         writer.abort()
+        if pair_writer is not None:
+            pair_writer.abort()
         raise
     logger.info("%s: %d events, %d clusters", path, n_events, n_clusters)
     return path

@@ -110,6 +110,7 @@ def ordered_map(
     start: Callable[[Job], None],
     job: Job,
     workers: int,
+    ahead: int = 2,
 ) -> Iterator[Result]:
     """``run(task)`` for every task, in order, in ``workers`` processes (in this one if ≤ 1).
 
@@ -135,7 +136,7 @@ def ordered_map(
         # middle of any submission can leave the pool unable to shut down: Ctrl-C
         # waits for the end of each (`_ctrl_c_held`), and lands in `result()`.
         with _ctrl_c_held():
-            pending = deque(pool.submit(run, task) for task in islice(tasks, 2 * workers))
+            pending = deque(pool.submit(run, task) for task in islice(tasks, ahead * workers))
         while pending:
             result = pending.popleft().result()
             for task in islice(tasks, 1):
