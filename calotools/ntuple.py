@@ -848,8 +848,10 @@ class ClusterWriter:
         """Add entries to a second tree of the file, ``tree``, written as given.
 
         ``entries`` maps branch names to NumPy arrays (one value per entry) or
-        awkward arrays of records of lists (jagged branches with a counter, as
-        uproot writes them). Every call must give the same branches.
+        awkward arrays of lists of records: record ``truthPart`` with fields
+        ``E`` and ``Pt`` becomes the jagged branches ``truthPartE`` and
+        ``truthPartPt`` with the counter ``nTruthPart``, MLTree's names. Every
+        call must give the same branches.
         """
         if tree == self.tree_name:
             msg = f"{self.path}: {tree!r} is the cluster tree; give the event tree another name"
@@ -860,7 +862,15 @@ class ClusterWriter:
         }
         known = self._event_trees.get(tree)
         if known is None:
-            self._event_trees[tree] = (self._file.mktree(tree, types), set(types))
+            # MLTree's event-level names: record "truthPart" with field "E" is the
+            # branch truthPartE, counted by nTruthPart (docs/ntuple-format.md).
+            made = self._file.mktree(
+                tree,
+                types,
+                counter_name=lambda counted: "n" + counted[:1].upper() + counted[1:],
+                field_name=lambda outer, inner: outer + inner,
+            )
+            self._event_trees[tree] = (made, set(types))
         elif set(types) != known[1]:
             msg = (
                 f"{self.path}: every chunk of {tree!r} must have the same branches; this one "

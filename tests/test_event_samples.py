@@ -56,7 +56,7 @@ def test_a_jet_file_has_clusters_every_loader_reads_and_an_event_tree(jz2w):
         event_numbers=events.eventNumber.to_numpy(),
     )
     assert float(ak.max(em.pt)) > 20.0
-    assert float(ak.max(events.truthJet_pt)) >= 60.0
+    assert float(ak.max(events.truthJetPt)) >= 60.0
     sidecar = json.loads(jz2w.with_suffix(".json").read_text())
     assert sidecar["configuration"]["sample"] == "jz2w"
 

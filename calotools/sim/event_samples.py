@@ -9,7 +9,8 @@
   and ``mcEventWeight`` as extra branches;
 - ``EventTree``: one entry per event with the generator's truth (p̂T, the
   leading truth jet, the weight), the truth jets (anti-kt R = 0.4 on the
-  stable particles) and the stable truth particles in |η| < `TRUTH_PARTICLE_ETA_MAX`.
+  stable particles: ``truthJetPt``, …) and the stable truth particles in
+  |η| < `TRUTH_PARTICLE_ETA_MAX` (MLTree's ``truthPartE``, ``truthPartPdgId``, …).
 
 Jets of the clusters are the analysis' to build, at whatever scale it
 calibrates them to (EM, LCW, a network's): `calotools.jets.cluster_jets`.
@@ -67,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 #: Events of `make_event_sample` asked for by ``calotools simulate`` without ``--n``.
 DEFAULT_EVENTS = {"full": 2000, "quick": 50}
+# Version of what the files hold: a file of another version is made again.
+_FORMAT = 2
 #: Name of the event-level tree.
 EVENT_TREE = "EventTree"
 #: Events simulated together: a batch's cells take 6 × 80,000 × 8 bytes per event.
@@ -157,9 +160,8 @@ def _worker_job() -> _EventJob:
 
 
 def _jet_record(jet_array: ak.Array) -> ak.Array:
-    return ak.zip(
-        {k: ak.values_astype(jet_array[k], np.float32) for k in ("pt", "eta", "phi", "e")}
-    )
+    names = {"pt": "Pt", "eta": "Eta", "phi": "Phi", "e": "E"}
+    return ak.zip({new: ak.values_astype(jet_array[k], np.float32) for k, new in names.items()})
 
 
 def _event_record(
@@ -179,13 +181,13 @@ def _event_record(
     pt = np.hypot(particles.px, particles.py)
     p_eta = np.arcsinh(particles.pz / np.maximum(pt, 1e-12))
     seen = abs(p_eta) < TRUTH_PARTICLE_ETA_MAX
-    record["truthParticle"] = ak.zip(
+    record["truthPart"] = ak.zip(
         {
-            "pdg": ak.values_astype(particles.pdg[seen], np.int32),
-            "e": ak.values_astype(particles.e[seen], np.float32),
-            "pt": ak.values_astype(pt[seen], np.float32),
-            "eta": ak.values_astype(p_eta[seen], np.float32),
-            "phi": ak.values_astype(np.arctan2(particles.py, particles.px)[seen], np.float32),
+            "E": ak.values_astype(particles.e[seen], np.float32),
+            "Pt": ak.values_astype(pt[seen], np.float32),
+            "Eta": ak.values_astype(p_eta[seen], np.float32),
+            "Phi": ak.values_astype(np.arctan2(particles.py, particles.px)[seen], np.float32),
+            "PdgId": ak.values_astype(particles.pdg[seen], np.int32),
         }
     )
     return record
@@ -341,6 +343,7 @@ def make_event_sample(
         )
         check_output(library_path, suffix=".npz")
     configuration = {
+        "format": _FORMAT,
         "sample": sample,
         "n_events": n_events,
         "mu": mu,
