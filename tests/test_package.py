@@ -53,6 +53,7 @@ LAYERS = [
     "calotools.metrics",
     "calotools.jets",
     "calotools.sim.event_samples",
+    "calotools.sim.pileup_samples",
     "calotools.stacking",
     "calotools.data",
     "calotools.predictor",

@@ -21,7 +21,9 @@ In the order events flow through it:
 - `calotools.sim.samples`: samples written as ntuples with sidecars, and the
   default data set (``calotools simulate``);
 - `calotools.sim.event_samples`: collision-event files (clusters and an event
-  tree with jets), ``calotools simulate --sample jz2w --mu 40``.
+  tree with jets), ``calotools simulate --sample jz2w --mu 40``;
+- `calotools.sim.pileup_samples`: a sample at several ⟨μ⟩ with the same hard
+  scatter, and the partners of its clusters with and without pile-up.
 
 It writes what `calotools.ntuple` reads, and imports nothing of the analysis
 layer but `calotools.jets`, for the jets of the event files. The physics and its sources are in ``docs/physics.md``.
@@ -43,6 +45,7 @@ __all__ = [
     "images",
     "moments",
     "pileup",
+    "pileup_samples",
     "reconstruction",
     "samples",
     "showers",
@@ -62,6 +65,7 @@ if TYPE_CHECKING:
         images,
         moments,
         pileup,
+        pileup_samples,
         reconstruction,
         samples,
         showers,

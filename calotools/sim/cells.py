@@ -157,7 +157,8 @@ class LayerCells:
     calib_nonem: np.ndarray  #: (N, n_eta, n_phi) non-EM visible
     calib_invisible: np.ndarray  #: (N, n_eta, n_phi)
     calib_escaped: np.ndarray  #: (N, n_eta, n_phi)
-    #: σ of the in-time pile-up energy per cell (GeV), (n_eta, n_phi) or one value:
+    #: σ of the in-time pile-up energy per cell (GeV), one value, (n_eta, n_phi)
+    #: or, when it differs between events (windows at different η), (N, n_eta, 1):
     #: what ATLAS adds in quadrature to the electronic noise at a given ⟨μ⟩.
     pileup_sigma: np.ndarray | float = 0.0
 
@@ -215,6 +216,10 @@ class CellBatch:
     #: one row per particle, ``event`` (row), ``eta``, ``phi`` and the three
     #: regions' energies; None: at the generated particle, as the event's totals.
     dead_deposits: pd.DataFrame | None = None
+    #: (N, n_cells) truth energy that in-time pile-up left in each window cell
+    #: (template order), kept apart from the hard scatter's calibration hits;
+    #: None: no pile-up was overlaid (`calotools.sim.pileup.overlay_window`).
+    pileup_calib: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.truth_e)

@@ -52,6 +52,7 @@ __all__ = [
     "cell_positions",
     "cell_sigma",
     "neighbour_edges",
+    "sigma_at",
     "topo_cluster",
 ]
 
@@ -399,16 +400,40 @@ def _flat_energy(batch: CellBatch, tpl: _Template) -> np.ndarray:
 
 
 def cell_sigma(batch: CellBatch) -> np.ndarray:
-    """(n_cells,) noise σ of each cell of the window, template order (GeV).
+    """Noise σ of each cell of the window, template order (GeV).
 
     Electronic noise, with the pile-up noise in quadrature where the batch has
-    some (`calotools.sim.cells.LayerCells.sigma`); the same for every event.
+    some (`calotools.sim.cells.LayerCells.sigma`). (n_cells,) when it is the
+    same for every event; (N, n_cells) when it is not (single particles with
+    pile-up: the pile-up σ depends on η, and each window sits at its own η).
+    Look cells up with `sigma_at`, which takes either.
     """
-    parts = [
-        np.broadcast_to(np.asarray(batch.layers[name].sigma, dtype=np.float64), shape).ravel()
-        for name, shape in ((n, batch.window.shape(n)) for n in _LAYER_NAMES)
-    ]
-    return np.concatenate(parts)
+    per_event = any(np.ndim(batch.layers[name].sigma) == 3 for name in _LAYER_NAMES)
+    n = len(batch)
+    parts = []
+    for name in _LAYER_NAMES:
+        shape = batch.window.shape(name)
+        sigma = np.asarray(batch.layers[name].sigma, dtype=np.float64)
+        if per_event:
+            parts.append(np.broadcast_to(sigma, (n, *shape)).reshape(n, -1))
+        else:
+            parts.append(np.broadcast_to(sigma, shape).ravel())
+    return np.concatenate(parts, axis=-1)
+
+
+def sigma_at(sigma: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """σ of the cells at flat indices ``flat`` (event · n_cells + local), from `cell_sigma`.
+
+    Examples
+    --------
+    >>> sigma_at(np.array([1.0, 2.0]), np.array([0, 3]))
+    array([1., 2.])
+    >>> sigma_at(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0, 3]))
+    array([1., 4.])
+    """
+    if sigma.ndim == 1:
+        return sigma[flat % len(sigma)]
+    return sigma.reshape(-1)[flat]
 
 
 def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
@@ -470,7 +495,7 @@ def _proto_clusters(
     growth = np.flatnonzero(
         np.abs(energy).reshape(-1, n_cells) > config.growth_threshold * sigma
     ).astype(index_type)
-    significance = np.abs(energy[growth]) / sigma[growth % n_cells]
+    significance = np.abs(energy[growth]) / sigma_at(sigma, growth)
     n_growth = len(growth)
     scratch[growth] = np.arange(n_growth, dtype=np.int32)
 
@@ -523,7 +548,7 @@ def _proto_clusters(
     scratch[nb] = -2
     perimeter = np.flatnonzero(scratch == -2).astype(index_type)
     if config.perimeter_threshold > 0:
-        passes = np.abs(energy[perimeter]) > config.perimeter_threshold * sigma[perimeter % n_cells]
+        passes = np.abs(energy[perimeter]) > config.perimeter_threshold * sigma_at(sigma, perimeter)
     else:
         passes = energy[perimeter] != 0
     scratch[perimeter[~passes]] = -1

@@ -59,6 +59,7 @@ __all__ = [
     "LIBRARY_EVENTS",
     "PILEUP_SEED_OFFSET",
     "TRUTH_PARTICLE_ETA_MAX",
+    "library_path_for",
     "make_event_sample",
     "make_pileup_library",
     "pair_path",
@@ -251,6 +252,17 @@ def pair_path(path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}_nopileup{path.suffix}")
 
 
+def library_path_for(folder: str | os.PathLike, *, seed: int, n_events: int) -> Path:
+    """Where the pile-up library of samples of ``seed`` lives in ``folder``.
+
+    Examples
+    --------
+    >>> library_path_for("data", seed=0, n_events=100).name
+    'minbias_library_20000_100.npz'
+    """
+    return Path(folder) / f"minbias_library_{seed + PILEUP_SEED_OFFSET}_{n_events}.npz"
+
+
 def make_pileup_library(
     path: str | os.PathLike,
     *,
@@ -284,6 +296,7 @@ def make_event_sample(
     pairs: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    library: str | os.PathLike | None = None,
 ) -> Path:
     """Generate, simulate, reconstruct, calibrate and write ``n_events`` collision events.
 
@@ -316,6 +329,10 @@ def make_event_sample(
         Show a progress bar.
     workers
         Processes computing chunks in parallel (default: one per core).
+    library
+        Where the pile-up library is (made there when missing); default:
+        `library_path_for` the folder of ``path``. Samples of one seed at several
+        ⟨μ⟩ can share it.
     """
     from tqdm.auto import tqdm
 
@@ -338,8 +355,10 @@ def make_event_sample(
     library_path = None
     if mu:
         n_library = library_events or LIBRARY_EVENTS["quick" if quick_mode() else "full"]
-        library_path = path.with_name(
-            f"minbias_library_{seed + PILEUP_SEED_OFFSET}_{n_library}.npz"
+        library_path = (
+            Path(library)
+            if library is not None
+            else library_path_for(path.parent, seed=seed, n_events=n_library)
         )
         check_output(library_path, suffix=".npz")
     configuration = {

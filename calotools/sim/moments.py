@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from calotools import geometry
-from calotools.sim.clustering import TopoClusters, _ranges, _template, cell_sigma
+from calotools.sim.clustering import TopoClusters, _ranges, _template, cell_sigma, sigma_at
 
 __all__ = [
     "DEAD_MATERIAL_NEIGHBOURS",
@@ -291,8 +291,8 @@ def _center_lambda(centre: np.ndarray, axis: np.ndarray) -> np.ndarray:
 def _significance(clusters: TopoClusters, links: _Links) -> np.ndarray:
     """E / √Σσ² over all the cluster's cells, unweighted σ (athena)."""
     sigma = cell_sigma(clusters.batch) * clusters.config.noise_scale
-    local = clusters.cells.cell % len(sigma)
-    return _divide(clusters.table["cluster_E"].to_numpy(), np.sqrt(links.total(sigma[local] ** 2)))
+    cell_noise = sigma_at(sigma, clusters.cells.cell)
+    return _divide(clusters.table["cluster_E"].to_numpy(), np.sqrt(links.total(cell_noise**2)))
 
 
 def _owners(clusters: TopoClusters) -> np.ndarray:

@@ -17,7 +17,13 @@ import pandas as pd
 from calotools import geometry
 from calotools.ntuple import Clusters
 from calotools.sim.cells import CellBatch
-from calotools.sim.clustering import ClusteringConfig, TopoClusters, cell_sigma, topo_cluster
+from calotools.sim.clustering import (
+    ClusteringConfig,
+    TopoClusters,
+    cell_sigma,
+    sigma_at,
+    topo_cluster,
+)
 from calotools.sim.config import PARTICLE_MASS_GEV, PARTICLES
 from calotools.sim.images import cluster_images
 from calotools.sim.moments import cell_truth, cell_volumes, cluster_moments
@@ -104,8 +110,17 @@ def reconstruct(
             "energy": links.energy,
             "weight": links.weight,
             "volume_mm3": cell_volumes(topo),
-            "noise_sigma": sigma[links.cell % len(sigma)],
+            "noise_sigma": sigma_at(sigma, links.cell),
             "calib": cell_truth(topo),
         }
     )
+    if batch.pileup_calib is not None:
+        # The pile-up's share of the cluster's truth energy; its calibration
+        # hits are kept apart, so ENG_CALIB_TOT stays the hard scatter's.
+        pileup = links.matrix(batch.pileup_calib.size) @ batch.pileup_calib.reshape(-1)
+        hard = scalars["cluster_ENG_CALIB_TOT"].to_numpy()
+        total = hard + pileup
+        scalars["cluster_ENG_CALIB_FRAC_PILEUP"] = np.divide(
+            pileup, total, out=np.zeros_like(total), where=total > 0
+        )
     return Reconstructed(Clusters(scalars, cluster_images(topo)), cells)

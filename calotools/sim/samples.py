@@ -21,12 +21,14 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from calotools import atomic
@@ -34,7 +36,8 @@ from calotools.errors import InvalidValueError, OutputPathError
 from calotools.ntuple import Clusters, ClusterWriter
 from calotools.sim.calibration import LCWCalibration
 from calotools.sim.clustering import ClusteringConfig
-from calotools.sim.config import SimulationConfig
+from calotools.sim.config import PARTICLES, SimulationConfig
+from calotools.sim.pileup import PileupLibrary, overlay_window
 from calotools.sim.reconstruction import reconstruct
 from calotools.sim.simulation import simulate_batch
 from calotools.sim.workers import default_workers, ordered_map
@@ -131,16 +134,21 @@ class _Job:
     clustering: ClusteringConfig
     lcw: Path | None
     keep_cells: bool
+    #: In-time pile-up: ⟨μ⟩ and the minimum-bias library overlaid (None: none).
+    mu: float = 0.0
+    library: Path | None = None
 
 
 _job: _Job | None = None
 _calibration: LCWCalibration | None = None
+_library: PileupLibrary | None = None
 
 
 def _start_worker(job: _Job) -> None:
-    global _job, _calibration  # noqa: PLW0603 - per-process state of a worker
+    global _job, _calibration, _library  # noqa: PLW0603 - per-process state of a worker
     _job = job
     _calibration = LCWCalibration.load(job.lcw) if job.lcw else None
+    _library = PileupLibrary.load(job.library) if job.library else None
 
 
 def _worker_job() -> _Job:
@@ -155,8 +163,19 @@ def _run(task: tuple[int, int, int]) -> tuple[Clusters, pd.DataFrame | None, int
     """Simulate, reconstruct and calibrate one batch (in a worker or in-process)."""
     job = _worker_job()
     index, start, stop = task
-    result = reconstruct(simulate_batch(job.configs[index], start, stop), job.clustering)
+    config = job.configs[index]
+    batch = simulate_batch(config, start, stop)
+    if _library is not None:
+        # Keyed by the particle too: π+ and π− events share event numbers.
+        particle = (list(PARTICLES).index(config.particle),)
+        batch = overlay_window(batch, _library, job.mu, seed=config.seed, stream=particle)
+    result = reconstruct(batch, job.clustering)
     clusters = result.clusters
+    if _library is not None:
+        event = result.clusters.scalars["eventNumber"].to_numpy() - start
+        actual = batch.extra["actual_mu"][event]
+        clusters.scalars["averageInteractionsPerCrossing"] = np.full(len(event), job.mu, "f4")
+        clusters.scalars["actualInteractionsPerCrossing"] = actual.astype(np.float32)
     # Event numbers unique across the particles of a mixed sample.
     clusters.scalars["eventNumber"] = (
         clusters.scalars["eventNumber"].to_numpy() * len(job.configs) + index
@@ -283,6 +302,8 @@ def make_sample(
     simulation: Mapping[str, Any] | None = None,
     progress: bool = True,
     workers: int | None = None,
+    mu: float = 0.0,
+    library: str | os.PathLike | None = None,
 ) -> Path:
     """Simulate, reconstruct, calibrate and write one sample.
 
@@ -310,9 +331,30 @@ def make_sample(
     workers
         Processes that simulate and reconstruct batches in parallel (default:
         one per CPU core); the output is the same for any number.
+    mu, library
+        In-time pile-up: Poisson(``mu``) minimum-bias events of the library
+        (`calotools.sim.pileup.PileupLibrary.save`) overlaid on each window
+        (`calotools.sim.pileup.overlay_window`, ``docs/pileup.md``). The hard
+        scatter is the same at every ``mu``, so files of one seed pair up event
+        by event; with a library the file has the branches
+        ``averageInteractionsPerCrossing``, ``actualInteractionsPerCrossing``
+        and ``cluster_ENG_CALIB_FRAC_PILEUP`` (also at ``mu = 0``).
     """
     path = Path(path)
     _check_count("n_events", n_events)
+    library_path = Path(library) if library is not None else None
+    if not (isinstance(mu, (int, float)) and math.isfinite(mu) and mu >= 0):
+        msg = f"mu (the mean number of pile-up interactions) must be a number >= 0; got {mu!r}"
+        raise InvalidValueError(msg)
+    if mu > 0 and library_path is None:
+        msg = f"mu = {mu} needs a pile-up library to overlay (library=...: PileupLibrary.save)"
+        raise InvalidValueError(msg)
+    if library_path is not None and not library_path.is_file():
+        msg = (
+            f"library: {library_path} is not a file; make a pile-up library with "
+            "calotools.sim.event_samples.make_pileup_library (or PileupLibrary.save)"
+        )
+        raise InvalidValueError(msg)
     clustering = clustering or ClusteringConfig()
     configs = sample_configs(sample, n_events, seed=seed, **dict(simulation or {}))
     lcw_path = Path(lcw) if lcw is not None else None
@@ -323,13 +365,18 @@ def make_sample(
         "clustering": clustering.to_dict(),
         "lcw_sha256": atomic.sha256(lcw_path) if lcw_path else None,
     }
+    if library_path is not None:
+        # Only with pile-up: files made before it existed stay reusable.
+        configuration["pileup"] = {"mu": float(mu), "library_sha256": atomic.sha256(library_path)}
     if _reusable(path, configuration):
         logger.info("%s: reusing (made with the same configuration)", path)
         return path
     check_output(path)
     if lcw_path is not None:
         LCWCalibration.load(lcw_path)  # a bad file fails here, before any work
-    job = _Job(tuple(configs), clustering, lcw_path, keep_cells=False)
+    if library_path is not None:
+        PileupLibrary.load(library_path)  # likewise
+    job = _Job(tuple(configs), clustering, lcw_path, False, float(mu), library_path)
     n_clusters = 0
     writer = ClusterWriter(path)
     try:
