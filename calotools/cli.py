@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -77,22 +78,33 @@ def _simulate(args: argparse.Namespace) -> int:
             workers=args.workers,
         )
         return 0
-    if args.mu or args.pairs:
-        print(
-            f"calotools simulate: error: --mu and --pairs are for collision events ({', '.join(_EVENT_SAMPLES)});"
-            f" {args.sample} is a single-particle gun",
-            file=sys.stderr,
-        )
+    if args.pairs and not args.mu:
+        print("calotools simulate: error: --pairs needs --mu > 0", file=sys.stderr)
         return 2
-    samples.make_sample(
-        args.sample,
-        args.out,
-        n_events=args.n or samples.DEFAULT_EVENTS["quick" if samples.quick_mode() else "full"],
-        seed=args.seed,
-        lcw=args.lcw,
-        simulation={"e_min": args.e_min, "e_max": args.e_max},
-        workers=args.workers,
+    n_events = args.n or samples.DEFAULT_EVENTS["quick" if samples.quick_mode() else "full"]
+    common = {
+        "n_events": n_events,
+        "seed": args.seed,
+        "lcw": args.lcw,
+        "simulation": {"e_min": args.e_min, "e_max": args.e_max},
+        "workers": args.workers,
+    }
+    if not args.mu:
+        samples.make_sample(args.sample, args.out, **common)
+        return 0
+    from calotools.sim import event_samples
+
+    # The minimum-bias library next to the file, shared by files of one seed.
+    n_library = event_samples.LIBRARY_EVENTS["quick" if samples.quick_mode() else "full"]
+    out = Path(args.out)
+    library = event_samples.library_path_for(out.parent, seed=args.seed, n_events=n_library)
+    event_samples.make_pileup_library(
+        library, n_events=n_library, seed=args.seed + event_samples.PILEUP_SEED_OFFSET
     )
+    samples.make_sample(args.sample, out, mu=args.mu, library=library, **common)
+    if args.pairs:
+        pair = event_samples.pair_path(out)
+        samples.make_sample(args.sample, pair, mu=0.0, library=library, **common)
     return 0
 
 
@@ -142,12 +154,12 @@ def _parser() -> argparse.ArgumentParser:
         "--mu",
         type=non_negative_float,
         default=0.0,
-        help="collision events: mean number of pile-up interactions <mu> (default 0)",
+        help="mean number of in-time pile-up interactions <mu> (default 0)",
     )
     simulate.add_argument(
         "--pairs",
         action="store_true",
-        help="collision events with --mu: also write them without pile-up (OUT_nopileup.root)",
+        help="with --mu: also write the same events without pile-up (OUT_nopileup.root)",
     )
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     simulate.add_argument("--out", help="output ROOT file")

@@ -103,10 +103,10 @@ def test_bad_requests_are_refused_by_name(tmp_path, capsys):
     with pytest.raises(InvalidValueError, match="n_events"):
         make_event_sample("jz2w", tmp_path / "x.root", n_events=0)
     assert (
-        cli.main(["simulate", "--sample", "pi0", "--mu", "40", "--out", str(tmp_path / "p.root")])
+        cli.main(["simulate", "--sample", "pi0", "--pairs", "--out", str(tmp_path / "p.root")])
         == 2
     )
-    assert "--mu and --pairs are for collision events" in capsys.readouterr().err
+    assert "--pairs needs --mu > 0" in capsys.readouterr().err
 
 
 def test_the_command_line_knows_the_generator_samples_and_makes_one(tmp_path):

@@ -117,3 +117,21 @@ def test_pileup_without_a_library_and_bad_series_are_refused(tmp_path):
         make_series(tmp_path, "kaon", mu_values=(0.0,), progress=False)
     with pytest.raises(InvalidValueError, match="mu_values"):
         make_series(tmp_path, "pi0", mu_values=(-5.0,), progress=False)
+
+
+def test_the_command_line_writes_a_single_particle_sample_with_pileup_and_its_pair(
+    tmp_path, monkeypatch
+):
+    from calotools import cli
+
+    monkeypatch.setenv("CALOTOOLS_QUICK", "1")
+    monkeypatch.setitem(event_samples.LIBRARY_EVENTS, "quick", 4)  # a small library: fast
+    out = tmp_path / "pi0_mu30.root"
+    argv = ["simulate", "--sample", "pi0", "--mu", "30", "--pairs", "--n", "30", "--workers", "1"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    noisy = ntuple.read_clusters(out).scalars
+    clean = ntuple.read_clusters(event_samples.pair_path(out)).scalars
+    assert set(noisy["averageInteractionsPerCrossing"]) == {30.0}
+    assert set(clean["averageInteractionsPerCrossing"]) == {0.0}
+    assert set(clean["eventNumber"]) <= set(noisy["eventNumber"])
+    assert event_samples.library_path_for(tmp_path, seed=0, n_events=4).is_file()
