@@ -358,6 +358,9 @@ def overlay_window(
         msg = "overlay_window is for single-particle windows; whole events take overlay()"
         raise InvalidValueError(msg)
     n = len(batch)
+    if mu == 0:  # nothing to overlay: the batch as it is, with the pile-up records
+        extra = {**batch.extra, "actual_mu": np.zeros(n)}
+        return dataclasses.replace(batch, extra=extra, pileup_calib=np.zeros((n, window.n_cells)))
     shapes = [window.shape(lay.name) for lay in geometry.LAYERS]
     sizes = np.array([a * b for a, b in shapes])
     n_window = int(sizes.sum())
