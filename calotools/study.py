@@ -39,6 +39,7 @@ from calotools import atomic, extras
 from calotools.data import Selection
 from calotools.errors import DataChangedError, DataError, MissingFileError
 from calotools.models import Task
+from calotools.ntuple import FileSpec
 from calotools.predictor import TrainedModel
 from calotools.sim import samples
 from calotools.stacking import Stack
@@ -143,7 +144,7 @@ def model_folder(
 def trained(
     name: str,
     task: Task,
-    data: str | os.PathLike,
+    data: str | os.PathLike | Mapping[str, FileSpec],
     *,
     sample: str | None = None,
     base: str | os.PathLike = "models",
@@ -163,7 +164,8 @@ def trained(
         Registry name, ``"classify"`` or ``"regress"``, and for regressions
         the sample (``"pi0"`` or ``"pipm"``) it calibrates.
     data
-        Folder of the data set (``pi0.root``, ``pipm.root``).
+        Folder of the data set (``pi0.root``, ``pipm.root``), or the files of
+        each sample (``{"pi0": [...], "pipm": [...]}``).
     base, quick
         Where models are kept (`model_folder`), and quick mode.
     selection

@@ -1,0 +1,218 @@
+"""The pile-up study of notebook ``09_pileup``: performance versus ⟨μ⟩, denoising, decorrelation.
+
+``docs/pileup.md``. The LAPP talk shows a CNN losing performance with pile-up
+and proposes a denoising autoencoder (`calotools.denoising`); the ATLAS-ML talk
+trains against an adversary to make a classifier independent of the pile-up
+condition (`calotools.adversarial`). This module holds what the notebook does
+with them, as pure functions of files and models:
+
+- `series`: π0 and π± at every ⟨μ⟩ of `calotools.sim.pileup_samples.SERIES_MU`,
+  the same hard-scatter events in every file, calibrated with the data set's
+  LCW tables, in ``<data>/pileup``;
+- `TRAIN_EVENTS` and `TEST_EVENTS`: the events a model trained on the series
+  may learn from, and the others. A split by event, not by cluster, because
+  the same event is in every file: a model trained at one ⟨μ⟩ must not be
+  scored on its own events at another;
+- `classifier_vs_mu`, `response_vs_mu`: a classifier's AUC and π0 rejection,
+  a regression's median response and resolution, on the test events at each ⟨μ⟩;
+- `mixture`: the series as one training sample, every ⟨μ⟩ together;
+- `partner_clusters`: the clusters of the training events with their
+  no-pile-up partners, what `calotools.denoising.train_paed` learns from.
+
+Examples
+--------
+>>> round(cut_with("abs(cluster_Eta) < 0.7", TEST_EVENTS).count("and"), 0)
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from calotools import metrics
+from calotools.domain_shift import read_sample, response_tables
+from calotools.errors import InvalidValueError
+from calotools.ntuple import Clusters
+from calotools.sim import pileup_samples, samples
+from calotools.study import StudyContext
+
+__all__ = [
+    "EFFICIENCY",
+    "SERIES_FOLDER",
+    "TEST_EVENTS",
+    "TRAIN_EVENTS",
+    "classifier_vs_mu",
+    "cut_with",
+    "mixture",
+    "partner_clusters",
+    "response_vs_mu",
+    "series",
+]
+
+#: Where the series lives, under the study's data folder.
+SERIES_FOLDER = "pileup"
+#: Half the events for training, half for testing, by event number. π± events
+#: are numbered 2k + charge index (`calotools.sim.samples`), so the cut on k
+#: even keeps both charges alike.
+TRAIN_EVENTS = "eventNumber % 4 < 2"
+TEST_EVENTS = "eventNumber % 4 >= 2"
+#: π± efficiency at which the π0 rejection is quoted, as in notebook 02.
+EFFICIENCY = 0.9
+
+#: A function of clusters giving a number per cluster: a model's predict, or a chain.
+Predictor = Callable[[Clusters], np.ndarray]
+
+
+def cut_with(selection: str, events: str) -> str:
+    """``selection`` and ``events`` together, as one cut."""
+    return f"({selection}) and ({events})"
+
+
+def series(
+    context: StudyContext,
+    *,
+    sample_names: Sequence[str] = ("pi0", "pipm"),
+    mu_values: Sequence[float] | None = None,
+    n_events: int | None = None,
+    library_events: int | None = None,
+    workers: int | None = None,
+) -> dict[float, samples.DefaultDataSet]:
+    """The series of the study, made once and then reused: ⟨μ⟩ → data set.
+
+    The arguments are those of `calotools.sim.pileup_samples.make_series`;
+    by default its full or quick sizes, as the context's mode says.
+    """
+    folder = context.data.folder / SERIES_FOLDER
+    made: list[float] = []
+    for sample in sample_names:
+        made = list(
+            pileup_samples.make_series(
+                folder,
+                sample,
+                mu_values=mu_values,
+                n_events=n_events,
+                library_events=library_events,
+                lcw=context.data.lcw_tables,
+                quick=context.quick,
+                workers=workers,
+            )
+        )
+    return {mu: pileup_samples.series_dataset(folder, mu) for mu in made}
+
+
+def _labelled(
+    dataset: samples.DefaultDataSet, cut: str, branches: Sequence[str]
+) -> tuple[Clusters, np.ndarray]:
+    """π0 and π± clusters passing ``cut`` and their labels (1: π±)."""
+    parts = [read_sample(dataset, sample, cut, branches) for sample in ("pi0", "pipm")]
+    labels = np.concatenate([np.zeros(len(parts[0])), np.ones(len(parts[1]))])
+    return Clusters.concat(parts), labels
+
+
+def classifier_vs_mu(
+    classifiers: Mapping[str, Predictor],
+    datasets: Mapping[float, samples.DefaultDataSet],
+    selection: str,
+    branches: Sequence[str],
+    *,
+    events: str = TEST_EVENTS,
+    efficiency: float = EFFICIENCY,
+) -> pd.DataFrame:
+    """AUC and π0 rejection at ``efficiency`` of each classifier at each ⟨μ⟩.
+
+    ``classifiers`` maps a name to a function of clusters giving P(π±): a
+    model's ``predict``, or a chain (``lambda c: model.predict(paed.denoise(c))``).
+    Rows: ⟨μ⟩ and classifier; columns ``clusters``, ``auc``, ``rejection``.
+    """
+    rows = []
+    for mu, dataset in sorted(datasets.items()):
+        clusters, labels = _labelled(dataset, cut_with(selection, events), branches)
+        for name, predict in classifiers.items():
+            score = np.asarray(predict(clusters), dtype=np.float64).reshape(-1)
+            rows.append(
+                {
+                    "mu": mu,
+                    "classifier": name,
+                    "clusters": len(clusters),
+                    "auc": metrics.auc(labels, score),
+                    "rejection": metrics.rejection_at(labels, score, efficiency),
+                }
+            )
+    if not rows:
+        msg = "classifier_vs_mu: no data sets given"
+        raise InvalidValueError(msg)
+    return pd.DataFrame(rows).set_index(["mu", "classifier"])
+
+
+def response_vs_mu(
+    regressions: Mapping[str, Mapping[str, Predictor]],
+    datasets: Mapping[float, samples.DefaultDataSet],
+    selection: str,
+    branches: Sequence[str],
+    *,
+    events: str = TEST_EVENTS,
+    truth: str = "cluster_ENG_CALIB_TOT",
+    edges: Sequence[float] | None = None,
+) -> pd.DataFrame:
+    """Median response and resolution per true-energy bin, at each ⟨μ⟩ and for each sample.
+
+    ``regressions`` maps a name to its ``{"pi0": predict, "pipm": predict}``;
+    EM scale and LCW are added. Rows: (⟨μ⟩, sample, bin); columns as
+    `calotools.domain_shift.response_tables`.
+    """
+    from calotools.domain_shift import ENERGY_BINS
+
+    tables = {}
+    for mu, dataset in sorted(datasets.items()):
+        for sample in ("pi0", "pipm"):
+            clusters = read_sample(dataset, sample, cut_with(selection, events), branches)
+            s = clusters.scalars
+            energies = {
+                "EM scale": s["cluster_E"].to_numpy(),
+                "LCW": s["cluster_E_LCCalib"].to_numpy(),
+                **{
+                    name: np.asarray(model[sample](clusters)) for name, model in regressions.items()
+                },
+            }
+            tables[(mu, sample)] = response_tables(
+                s[truth].to_numpy(), energies, ENERGY_BINS if edges is None else edges
+            )
+    return pd.concat(tables, names=["mu", "sample"])
+
+
+def mixture(datasets: Mapping[float, samples.DefaultDataSet]) -> dict[str, list]:
+    """The files of every ⟨μ⟩ as one training sample: ``{"pi0": [...], "pipm": [...]}``."""
+    ordered = [datasets[mu] for mu in sorted(datasets)]
+    return {"pi0": [d.pi0 for d in ordered], "pipm": [d.pipm for d in ordered]}
+
+
+def partner_clusters(
+    datasets: Mapping[float, samples.DefaultDataSet],
+    mu: float,
+    selection: str,
+    branches: Sequence[str],
+    *,
+    events: str = TRAIN_EVENTS,
+    sample_names: Sequence[str] = ("pi0", "pipm"),
+) -> tuple[Clusters, Clusters]:
+    """(with pile-up, without) partner clusters at ⟨μ⟩ = ``mu`` against ⟨μ⟩ = 0, row by row.
+
+    The clusters at ``mu`` pass ``selection``; their partners
+    (`calotools.sim.pileup_samples.partners`) are taken whatever their
+    energy, so the pile-up does not choose which clean clusters are kept.
+    """
+    if mu not in datasets or 0.0 not in datasets:
+        msg = f"partner_clusters needs ⟨μ⟩ = 0 and {mu} among the data sets {sorted(datasets)}"
+        raise InvalidValueError(msg)
+    wanted = sorted({*branches, "eventNumber", "cluster_Eta", "cluster_Phi"})
+    noisy_parts, clean_parts = [], []
+    for sample in sample_names:
+        noisy = read_sample(datasets[mu], sample, cut_with(selection, events), wanted)
+        clean = read_sample(datasets[0.0], sample, events, wanted)
+        rows_clean, rows_noisy = pileup_samples.partners(clean, noisy)
+        noisy_parts.append(noisy[rows_noisy])
+        clean_parts.append(clean[rows_clean])
+    return Clusters.concat(noisy_parts), Clusters.concat(clean_parts)

@@ -1,0 +1,82 @@
+"""The study of notebook 09 (`calotools.pileup_study`) on a small real series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calotools import pileup_study
+from calotools.errors import InvalidValueError
+from calotools.sim import samples
+from calotools.study import StudyContext
+
+pytest.importorskip("pythia8mc", reason="the [events] extra is not installed")
+
+SELECTION = "abs(cluster_Eta) < 0.7 and cluster_ENG_CALIB_TOT > 0.2 and cluster_E > 0"
+BRANCHES = [
+    "cluster_E",
+    "cluster_E_LCCalib",
+    "cluster_EM_PROBABILITY",
+    "cluster_ENG_CALIB_TOT",
+    "cluster_Eta",
+    "cluster_Phi",
+    "eventNumber",
+    "EMB1",
+    "EMB2",
+    "EMB3",
+]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    samples.make_lcw_tables(folder / samples.LCW_TABLES, n_events=1500, progress=False)
+    context = StudyContext(data=samples.DefaultDataSet(folder), quick=True)
+    return pileup_study.series(
+        context, mu_values=(0.0, 60.0), n_events=400, library_events=8, workers=1
+    )
+
+
+def lcw_classifier(clusters):
+    """LCW's own classification: P(π±) = 1 − the EM probability of its tables."""
+    return 1.0 - clusters.scalars["cluster_EM_PROBABILITY"].to_numpy()
+
+
+def test_the_lcw_classification_is_scored_on_the_test_events_at_each_mu(datasets):
+    assert sorted(datasets) == [0.0, 60.0]
+    table = pileup_study.classifier_vs_mu({"LCW": lcw_classifier}, datasets, SELECTION, BRANCHES)
+    assert table.index.tolist() == [(0.0, "LCW"), (60.0, "LCW")]
+    assert table.loc[(0.0, "LCW"), "auc"] > 0.8
+    # Pile-up-only clusters carry no hard-scatter truth, so the cut keeps about as many.
+    ratio = table.loc[(60.0, "LCW"), "clusters"] / table.loc[(0.0, "LCW"), "clusters"]
+    assert 0.7 < ratio < 2.0
+    training = pileup_study.classifier_vs_mu(
+        {"LCW": lcw_classifier}, datasets, SELECTION, BRANCHES, events=pileup_study.TRAIN_EVENTS
+    )
+    assert training["clusters"].sum() != table["clusters"].sum()
+
+
+def test_pileup_raises_the_em_scale_response_of_soft_clusters(datasets):
+    table = pileup_study.response_vs_mu({}, datasets, SELECTION, BRANCHES, edges=(0.3, 3.0, 500.0))
+    soft = table.xs((0.3, 3.0), level=("low", "high"))
+    for sample in ("pi0", "pipm"):
+        clean = soft.loc[(0.0, sample), ("EM scale", "median")]
+        noisy = soft.loc[(60.0, sample), ("EM scale", "median")]
+        assert noisy > clean
+    assert {"EM scale", "LCW"} <= set(table.columns.get_level_values(0))
+
+
+def test_partners_of_the_training_events_pair_row_by_row(datasets):
+    noisy, clean = pileup_study.partner_clusters(datasets, 60.0, SELECTION, BRANCHES)
+    assert len(noisy) == len(clean) > 50
+    assert np.array_equal(noisy.scalars["eventNumber"], clean.scalars["eventNumber"])
+    assert (noisy.scalars["eventNumber"].to_numpy() % 4 < 2).all()
+    dr = np.hypot(
+        noisy.scalars["cluster_Eta"] - clean.scalars["cluster_Eta"],
+        np.angle(np.exp(1j * (noisy.scalars["cluster_Phi"] - clean.scalars["cluster_Phi"]))),
+    )
+    assert (dr < 0.1).all()
+    mixed = pileup_study.mixture(datasets)
+    assert [p.parent.name for p in mixed["pipm"]] == ["mu0", "mu60"]
+    with pytest.raises(InvalidValueError, match="needs ⟨μ⟩ = 0 and 40"):
+        pileup_study.partner_clusters(datasets, 40.0, SELECTION, BRANCHES)
