@@ -788,7 +788,10 @@ def cluster_truth(topo: TopoClusters, deposits: EventDeposits) -> dict[str, np.n
     - ``truthEMLike``: 1 when the EM share of its calibration-hit energy is at
       least `EM_LIKE_MIN_FRACTION`, the label π0-like (0) / π±-like (1) is then
       ``1 − truthEMLike`` as the classifiers score P(π±);
-    - ``cluster_ENG_CALIB_FRAC_PILEUP``: the pile-up share of that energy.
+    - ``cluster_ENG_CALIB_FRAC_PILEUP``: the pile-up's share of the truth energy in
+      the cluster, pile-up / (hard scatter + pile-up): the calibration hits,
+      hence ``cluster_ENG_CALIB_TOT``, are the hard scatter's alone, as in
+      ATLAS, whose presampled pile-up brings none.
     """
     n_total = deposits.calib.shape[1] * deposits.calib.shape[2]
     weights = topo.cells.matrix(n_total)
@@ -823,6 +826,6 @@ def cluster_truth(topo: TopoClusters, deposits: EventDeposits) -> dict[str, np.n
         "cluster_ENG_CALIB_EM": em,
         "cluster_ENG_CALIB_NONEM": nonem,
         "cluster_ENG_CALIB_FRAC_PILEUP": np.divide(
-            pileup_e, total, out=np.zeros_like(total), where=total > 0
+            pileup_e, total + pileup_e, out=np.zeros_like(total), where=total + pileup_e > 0
         ),
     }

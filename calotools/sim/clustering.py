@@ -410,7 +410,7 @@ def cell_sigma(batch: CellBatch) -> np.ndarray:
     """
     per_event = any(np.ndim(batch.layers[name].sigma) == 3 for name in _LAYER_NAMES)
     n = len(batch)
-    parts = []
+    parts: list[np.ndarray] = []
     for name in _LAYER_NAMES:
         shape = batch.window.shape(name)
         sigma = np.asarray(batch.layers[name].sigma, dtype=np.float64)

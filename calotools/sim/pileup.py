@@ -273,9 +273,10 @@ def overlay(
     """The deposits with Poisson(``mu``) library events added to each event.
 
     The number of interactions and which library events are drawn come from a
-    stream keyed by (seed, event number). The result's ``extra`` holds
-    ``pileup_calib`` (N, n_cells), the pile-up's truth energy per cell, and
-    ``actual_mu`` (N,), the number of interactions overlaid.
+    stream keyed by (seed, event number). The calibration hits stay the hard
+    scatter's; the result's ``extra`` holds ``pileup_calib`` (N, n_cells), the
+    pile-up's truth energy per cell, and ``actual_mu`` (N,), the number of
+    interactions overlaid.
     """
     _check_mu(mu)
     if len(library) == 0:
@@ -299,15 +300,16 @@ def overlay(
 
     signal = deposits.signal + added(0)
     variance = deposits.variance + added(1)
-    pileup = np.stack([added(k) for k in range(2, 6)])
     extra = dict(deposits.extra)
-    extra["pileup_calib"] = pileup.sum(axis=0)
+    # Kept apart from the calibration hits, as in ATLAS, where presampled
+    # pile-up brings no calibration hits: ENG_CALIB_TOT is the hard scatter's.
+    extra["pileup_calib"] = sum(added(k) for k in range(2, 6))
     extra["actual_mu"] = counts.astype(np.float64)
     return EventDeposits(
         window=deposits.window,
         signal=signal,
         variance=variance,
-        calib=deposits.calib + pileup,
+        calib=deposits.calib,
         particles=deposits.particles,
         attribution=deposits.attribution,
         event_number=deposits.event_number,
