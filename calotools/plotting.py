@@ -50,12 +50,15 @@ __all__ = [
     "correlation_maps",
     "cutoff_effect",
     "cutoff_scan",
+    "denoising_images",
     "distributions",
     "draw_layer",
     "filter_differences",
     "history",
+    "lambda_scan",
     "layer_image",
     "mean_images",
+    "performance_vs_mu",
     "pixel_norm",
     "rejection",
     "resolution",
@@ -1104,4 +1107,151 @@ def history(
         ax.set_ylabel(_METRIC_LABELS.get(name, name))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="best")
+    return grid
+
+
+# ---------------------------------------------------------------------------- pile-up
+
+
+def _require_columns(table: pd.DataFrame, needed: set[str], source: str) -> None:
+    missing = sorted(needed - set(table.columns) - set(table.index.names))
+    if missing:
+        msg = f"table lacks the column(s) {missing}; pass the table of {source}"
+        raise InvalidValueError(msg)
+
+
+def performance_vs_mu(
+    table: pd.DataFrame,
+    *,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+) -> np.ndarray:
+    """AUC and π0 rejection of each classifier against ⟨μ⟩.
+
+    Parameters
+    ----------
+    table
+        From `calotools.pileup_study.classifier_vs_mu` (index ⟨μ⟩, classifier).
+    axes
+        Two axes (AUC, rejection); default: a new figure.
+
+    Returns
+    -------
+    numpy.ndarray
+        The two axes.
+    """
+    _require_columns(
+        table, {"mu", "classifier", "auc", "rejection"}, "pileup_study.classifier_vs_mu"
+    )
+    flat = table.reset_index()
+    grid = axes_grid(axes, (1, 2), (13, 5)).ravel()
+    for name, rows in flat.groupby("classifier", sort=False):
+        (line,) = grid[0].plot(rows["mu"], rows["auc"], marker="o", label=name)
+        grid[1].plot(rows["mu"], rows["rejection"], marker="o", color=line.get_color())
+    grid[0].set(xlabel=r"$\langle\mu\rangle$", ylabel="AUC")
+    grid[1].set(
+        xlabel=r"$\langle\mu\rangle$", ylabel=f"{PI0_TEX} rejection at 90 % {PIPM_TEX} eff."
+    )
+    grid[1].set_yscale("log")
+    grid[0].legend()
+    return grid
+
+
+def lambda_scan(
+    table: pd.DataFrame,
+    *,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+    label: str | None = None,
+) -> np.ndarray:
+    """Accuracy and Z dependence against the adversary's weight λ ("trading accuracy for robustness").
+
+    Parameters
+    ----------
+    table
+        From `calotools.adversarial.lambda_scan`.
+    axes
+        Two axes (AUC, Z dependence); default: a new figure. Pass the axes of
+        an earlier call to compare scans (``label`` names each).
+
+    Returns
+    -------
+    numpy.ndarray
+        The two axes.
+    """
+    _require_columns(table, {"lam", "auc", "z_dependence"}, "adversarial.lambda_scan")
+    grid = axes_grid(axes, (1, 2), (13, 5)).ravel()
+    (line,) = grid[0].plot(table["lam"], table["auc"], marker="o", label=label)
+    grid[1].plot(table["lam"], table["z_dependence"], marker="o", color=line.get_color())
+    for ax in grid:
+        # λ = 0 (plain training) belongs on the axis: linear up to 0.1, logarithmic above.
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel(r"Adversary weight $\lambda$")
+    grid[0].set_ylabel("AUC")
+    grid[1].set_ylabel("Dependence on Z: Jensen–Shannon divergence [bits]")
+    if label is not None:
+        grid[0].legend()
+    return grid
+
+
+def denoising_images(
+    rows: Mapping[str, LayerImages | Any],
+    index: int,
+    *,
+    layers: Sequence[str] = ("EMB1", "EMB2", "EMB3"),
+    axes: Sequence[Axes] | np.ndarray | None = None,
+    cmap: str = "viridis",
+) -> np.ndarray:
+    """One cluster's layer images as several versions, one row each (noisy, denoised, clean, …).
+
+    All panels share one logarithmic colour scale in GeV, so that what the
+    pile-up adds and what the denoiser removes can be compared by eye.
+
+    Parameters
+    ----------
+    rows
+        Row label → layer images (a mapping or `calotools.ntuple.Clusters`);
+        row ``index`` of each is drawn.
+    index
+        Which cluster.
+    layers
+        The layers, one column each.
+    axes
+        len(rows) × len(layers) axes; default: a new figure.
+
+    Returns
+    -------
+    numpy.ndarray
+        The axes, rows × layers.
+    """
+    if not rows:
+        msg = "denoising_images needs at least one row of images"
+        raise InvalidValueError(msg)
+    images = {}
+    for label, source in rows.items():
+        layer_images = getattr(source, "images", source)
+        missing = [name for name in layers if name not in layer_images]
+        if missing:
+            msg = f"the images of row {label!r} lack the layer(s) {missing}"
+            raise InvalidValueError(msg)
+        n = len(layer_images[layers[0]])
+        if not -n <= index < n:
+            msg = f"cluster index {index} is out of range for the {n} clusters of row {label!r}"
+            raise OutOfRangeError(msg)
+        images[label] = [np.asarray(layer_images[name][index], dtype=float) for name in layers]
+    created = axes is None
+    grid = axes_grid(axes, (len(rows), len(layers)), (4 * len(layers), 3.2 * len(rows)))
+    norm = pixel_norm([p for pixels in images.values() for p in pixels], log=True)
+    for r, (label, pixels) in enumerate(images.items()):
+        for c, (name, image) in enumerate(zip(layers, pixels, strict=True)):
+            mesh = draw_layer(
+                grid[r, c],
+                geometry.layer(name),
+                image,
+                norm,
+                cmap,
+                title=name if r == 0 else None,
+                row_label=label if c == 0 else None,
+            )
+    if created:
+        tidy_grid(grid)
+    grid[0, 0].figure.colorbar(mesh, ax=list(grid.ravel()), label="Cell energy [GeV]")
     return grid

@@ -46,6 +46,7 @@ __all__ = [
     "ActivationExplorer",
     "ClusterBrowser",
     "CutoffExplorer",
+    "DenoisingExplorer",
     "ResponseExplorer",
     "cutoff_summary",
     "response_in_bin",
@@ -573,3 +574,86 @@ class ActivationExplorer(_Explorer):
             f"{min(self.top_n, n_clusters)} most activating images"
         )
         return {name: maps[name][node] for name in maps}
+
+
+class DenoisingExplorer(_Explorer):
+    """One cluster at each ⟨μ⟩: its images with pile-up, denoised and without (notebook 09).
+
+    Parameters
+    ----------
+    versions
+        ⟨μ⟩ → {row label → `calotools.ntuple.Clusters` or layer images}, e.g.
+        ``{"noisy": ..., "denoised": ..., "clean": ...}``; at every ⟨μ⟩ row
+        ``i`` of every version is the same hard-scatter cluster.
+    layers
+        The layers shown, one column each (default: the EM layers the
+        denoiser works on).
+
+    Attributes
+    ----------
+    result : dict
+        Row label → {layer → the (n_η, n_φ) image on display}.
+    """
+
+    figsize = (12.0, 8.0)
+
+    def __init__(
+        self,
+        versions: Mapping[float, Mapping[str, Any]],
+        *,
+        layers: Sequence[str] = ("EMB1", "EMB2", "EMB3"),
+        index: int = 0,
+        cmap: str = "viridis",
+    ) -> None:
+        ipywidgets = extras.ipywidgets()
+
+        if not versions:
+            msg = "versions is empty; give {mu: {'noisy': clusters, ...}} for at least one ⟨μ⟩"
+            raise InvalidValueError(msg)
+        self.versions = {
+            float(mu): {label: getattr(v, "images", v) for label, v in rows.items()}
+            for mu, rows in sorted(versions.items())
+        }
+        sizes = {
+            len(images[layers[0]])
+            for rows in self.versions.values()
+            for images in rows.values()
+            if layers[0] in images
+        }
+        if len(sizes) != 1:
+            msg = f"every ⟨μ⟩ and version must hold the same clusters; their sizes are {sorted(sizes)}"
+            raise InvalidValueError(msg)
+        self.layers = tuple(layers)
+        self.cmap = cmap
+        controls = {
+            "mu": ipywidgets.SelectionSlider(
+                options=list(self.versions), description="⟨μ⟩", continuous_update=False
+            ),
+            "index": ipywidgets.IntSlider(
+                value=index,
+                min=0,
+                max=sizes.pop() - 1,
+                continuous_update=False,
+                description="Cluster",
+            ),
+        }
+        super().__init__(controls)
+        self.update()
+
+    def _draw(self) -> dict[str, dict[str, np.ndarray]]:
+        mu, index = self.controls["mu"].value, self.controls["index"].value
+        rows = self.versions[mu]
+        axes = self.figure.subplots(len(rows), len(self.layers), squeeze=False)
+        plotting.denoising_images(rows, index, layers=self.layers, axes=axes, cmap=self.cmap)
+        self.figure.suptitle(rf"cluster {index} at $\langle\mu\rangle$ = {mu:g}")
+        energies = {
+            label: sum(float(np.sum(images[name][index])) for name in self.layers)
+            for label, images in rows.items()
+        }
+        self.text.value = ", ".join(
+            f"{label}: {e:.3g} GeV in the EM layers" for label, e in energies.items()
+        )
+        return {
+            label: {name: np.asarray(images[name][index]) for name in self.layers}
+            for label, images in rows.items()
+        }

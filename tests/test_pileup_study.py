@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from calotools import pileup_study
@@ -80,3 +81,38 @@ def test_partners_of_the_training_events_pair_row_by_row(datasets):
     assert [p.parent.name for p in mixed["pipm"]] == ["mu0", "mu60"]
     with pytest.raises(InvalidValueError, match="needs ⟨μ⟩ = 0 and 40"):
         pileup_study.partner_clusters(datasets, 40.0, SELECTION, BRANCHES)
+
+
+def test_the_figures_and_the_explorer_of_notebook_09(datasets, render_and_close_figures):
+    from calotools import plotting, widgets
+
+    table = pileup_study.classifier_vs_mu({"LCW": lcw_classifier}, datasets, SELECTION, BRANCHES)
+    auc_axis, rejection_axis = plotting.performance_vs_mu(table)
+    assert auc_axis.lines[0].get_ydata().tolist() == table["auc"].tolist()
+    assert rejection_axis.get_yscale() == "log"
+    scan = pd.DataFrame(
+        {"lam": [0.0, 1.0, 10.0], "auc": [0.9, 0.85, 0.7], "z_dependence": [0.3, 0.1, 0.02]}
+    )
+    _, right = plotting.lambda_scan(scan, label="binary Z")
+    assert right.lines[0].get_ydata().tolist() == [0.3, 0.1, 0.02]
+    with pytest.raises(InvalidValueError, match="z_dependence"):
+        plotting.lambda_scan(scan.drop(columns="z_dependence"))
+
+    noisy, clean = pileup_study.partner_clusters(datasets, 60.0, SELECTION, BRANCHES)
+    grid = plotting.denoising_images({"with pile-up": noisy, "without": clean}, 3)
+    assert grid.shape == (2, 3)
+    drawn = np.ma.filled(grid[1, 1].collections[0].get_array(), 0.0).reshape(16, 16)
+    expected = np.where(clean.images["EMB2"][3] > 0, clean.images["EMB2"][3], 0.0)
+    assert np.allclose(drawn, expected.T)  # η along x, φ along y; empty pixels left blank
+    explorer = widgets.DenoisingExplorer(
+        {
+            0.0: {"with pile-up": clean, "without": clean},
+            60.0: {"with pile-up": noisy, "without": clean},
+        }
+    )
+    explorer.controls["mu"].value = 60.0
+    explorer.controls["index"].value = 3
+    assert np.array_equal(explorer.result["with pile-up"]["EMB2"], noisy.images["EMB2"][3])
+    assert "GeV in the EM layers" in explorer.text.value
+    with pytest.raises(InvalidValueError, match="same clusters"):
+        widgets.DenoisingExplorer({0.0: {"a": clean}, 60.0: {"a": noisy[:5]}})
