@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 
 from calotools import metrics
+from calotools.adversarial import PivotConfig
+from calotools.denoising import PaedConfig
 from calotools.domain_shift import read_sample, response_tables
 from calotools.errors import InvalidValueError
 from calotools.ntuple import Clusters
@@ -41,11 +43,17 @@ from calotools.study import StudyContext
 
 __all__ = [
     "EFFICIENCY",
+    "LAMBDAS",
+    "PAED",
+    "PIVOT",
     "SERIES_FOLDER",
     "TEST_EVENTS",
     "TRAIN_EVENTS",
+    "aligned_partners",
     "classifier_vs_mu",
     "cut_with",
+    "efficiency_vs",
+    "labelled_clusters",
     "mixture",
     "partner_clusters",
     "response_vs_mu",
@@ -61,6 +69,15 @@ TRAIN_EVENTS = "eventNumber % 4 < 2"
 TEST_EVENTS = "eventNumber % 4 >= 2"
 #: π± efficiency at which the π0 rejection is quoted, as in notebook 02.
 EFFICIENCY = 0.9
+#: How the notebook trains its PAED, in full and in quick mode.
+PAED = {"full": PaedConfig(epochs=8), "quick": PaedConfig(epochs=2, filters=(8, 16), latent=16)}
+#: How the notebook trains against the adversary, in full and in quick mode.
+PIVOT = {
+    "full": PivotConfig(epochs=10),
+    "quick": PivotConfig(pretrain_epochs=1, adversary_pretrain_epochs=1, epochs=2),
+}
+#: The λ values the notebook scans, in full and in quick mode.
+LAMBDAS = {"full": (0.0, 0.3, 1.0, 3.0, 10.0), "quick": (0.0, 10.0)}
 
 #: A function of clusters giving a number per cluster: a model's predict, or a chain.
 Predictor = Callable[[Clusters], np.ndarray]
@@ -95,7 +112,8 @@ def series(
                 mu_values=mu_values,
                 n_events=n_events,
                 library_events=library_events,
-                lcw=context.data.lcw_tables,
+                # Real data sets may come without calotools' LCW tables.
+                lcw=context.data.lcw_tables if context.data.lcw_tables.is_file() else None,
                 quick=context.quick,
                 workers=workers,
             )
@@ -110,6 +128,83 @@ def _labelled(
     parts = [read_sample(dataset, sample, cut, branches) for sample in ("pi0", "pipm")]
     labels = np.concatenate([np.zeros(len(parts[0])), np.ones(len(parts[1]))])
     return Clusters.concat(parts), labels
+
+
+def labelled_clusters(
+    datasets: Mapping[float, samples.DefaultDataSet],
+    selection: str,
+    branches: Sequence[str],
+    *,
+    events: str = TRAIN_EVENTS,
+) -> tuple[Clusters, np.ndarray]:
+    """The π0 and π± clusters of every ⟨μ⟩ together, and their labels (1: π±).
+
+    What a model trained on the mixture by hand (`calotools.adversarial`)
+    reads; the branch ``averageInteractionsPerCrossing`` is always among them.
+    """
+    wanted = sorted({*branches, "averageInteractionsPerCrossing"})
+    parts = [
+        _labelled(datasets[mu], cut_with(selection, events), wanted) for mu in sorted(datasets)
+    ]
+    if not parts:
+        msg = "labelled_clusters: no data sets given"
+        raise InvalidValueError(msg)
+    return Clusters.concat([c for c, _ in parts]), np.concatenate([y for _, y in parts])
+
+
+def efficiency_vs(
+    score: np.ndarray,
+    labels: np.ndarray,
+    variable: np.ndarray,
+    edges: Sequence[float],
+    *,
+    efficiency: float = EFFICIENCY,
+) -> pd.DataFrame:
+    """π± efficiency and π0 mistag rate per bin of ``variable``, at one cut on the score.
+
+    The cut keeps ``efficiency`` of all the π± (the working point of the
+    tables); a classifier decorrelated from ``variable`` keeps that efficiency
+    in every bin. Rows: the bins; columns ``low``, ``high``, ``pipm``,
+    ``pi0``, ``efficiency`` and ``mistag``.
+
+    Examples
+    --------
+    >>> table = efficiency_vs(np.array([0.2, 0.9, 0.1, 0.8]), np.array([0, 1, 0, 1]),
+    ...                       np.array([1.0, 1.0, 5.0, 5.0]), [0, 2, 10], efficiency=0.5)
+    >>> table["efficiency"].tolist()
+    [1.0, 0.0]
+    """
+    score, labels, variable = (
+        np.asarray(a, dtype=float).reshape(-1) for a in (score, labels, variable)
+    )
+    if not len(score) == len(labels) == len(variable):
+        msg = f"score, labels and variable differ in length: {len(score)}, {len(labels)}, {len(variable)}"
+        raise InvalidValueError(msg)
+    signal = labels == 1
+    if not signal.any():
+        msg = "efficiency_vs: no π± (label 1) among the clusters"
+        raise InvalidValueError(msg)
+    cut = np.quantile(score[signal], 1.0 - efficiency)
+    passes = score > cut
+    edges = np.asarray(edges, dtype=float)
+    which = np.digitize(variable, edges) - 1
+    rows = []
+    for k in range(len(edges) - 1):
+        inside = which == k
+        n_signal, n_background = int((inside & signal).sum()), int((inside & ~signal).sum())
+        rows.append(
+            {
+                "low": edges[k],
+                "high": edges[k + 1],
+                "pipm": n_signal,
+                "pi0": n_background,
+                "efficiency": (passes & inside & signal).sum() / n_signal if n_signal else np.nan,
+                "mistag": (passes & inside & ~signal).sum() / n_background
+                if n_background
+                else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def classifier_vs_mu(
@@ -216,3 +311,40 @@ def partner_clusters(
         noisy_parts.append(noisy[rows_noisy])
         clean_parts.append(clean[rows_clean])
     return Clusters.concat(noisy_parts), Clusters.concat(clean_parts)
+
+
+def aligned_partners(
+    datasets: Mapping[float, samples.DefaultDataSet],
+    selection: str,
+    branches: Sequence[str],
+    *,
+    sample: str = "pi0",
+    events: str = TEST_EVENTS,
+    limit: int | None = None,
+) -> tuple[Clusters, dict[float, Clusters]]:
+    """Clean clusters with a partner at *every* ⟨μ⟩, and those partners, row by row.
+
+    What `calotools.widgets.DenoisingExplorer` shows: the same cluster as
+    ⟨μ⟩ grows. The clean clusters (⟨μ⟩ = 0) pass ``selection``; ``limit``
+    keeps the first so many.
+    """
+    if 0.0 not in datasets:
+        msg = f"aligned_partners needs ⟨μ⟩ = 0 among the data sets {sorted(datasets)}"
+        raise InvalidValueError(msg)
+    wanted = sorted({*branches, "eventNumber", "cluster_Eta", "cluster_Phi"})
+    clean = read_sample(datasets[0.0], sample, cut_with(selection, events), wanted)
+    found: dict[float, dict[int, int]] = {}
+    others = {}
+    for mu in sorted(m for m in datasets if m > 0):
+        others[mu] = read_sample(datasets[mu], sample, events, wanted)
+        rows, partner = pileup_samples.partners(clean, others[mu])
+        found[mu] = dict(zip(rows.tolist(), partner.tolist(), strict=True))
+    common = sorted(set.intersection(*(set(f) for f in found.values()))) if found else []
+    if not found:
+        common = list(range(len(clean)))
+    common = common[:limit] if limit is not None else common
+    rows = np.asarray(common, dtype=np.int64)
+    partners_at = {0.0: clean[rows]}
+    for mu, mapping in found.items():
+        partners_at[mu] = others[mu][np.asarray([mapping[r] for r in common], dtype=np.int64)]
+    return clean[rows], partners_at

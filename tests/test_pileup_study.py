@@ -116,3 +116,12 @@ def test_the_figures_and_the_explorer_of_notebook_09(datasets, render_and_close_
     assert "GeV in the EM layers" in explorer.text.value
     with pytest.raises(InvalidValueError, match="same clusters"):
         widgets.DenoisingExplorer({0.0: {"a": clean}, 60.0: {"a": noisy[:5]}})
+
+
+def test_aligned_partners_follow_one_cluster_through_every_mu(datasets):
+    clean, at = pileup_study.aligned_partners(datasets, SELECTION, BRANCHES, limit=20)
+    assert sorted(at) == [0.0, 60.0]
+    assert 0 < len(clean) <= 20
+    for clusters in at.values():
+        assert np.array_equal(clusters.scalars["eventNumber"], clean.scalars["eventNumber"])
+    assert (clean.scalars["eventNumber"].to_numpy() % 4 >= 2).all()

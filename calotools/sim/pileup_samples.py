@@ -57,7 +57,7 @@ SERIES_MU = {"full": (0.0, 20.0, 40.0, 60.0, 80.0), "quick": (0.0, 40.0, 80.0)}
 HL_LHC_MU = 200.0
 #: Events per file of a series: single particles, and collision events (JZ slices).
 SERIES_EVENTS = {
-    "full": {"single": 20_000, "events": 500},
+    "full": {"single": 10_000, "events": 500},
     "quick": {"single": 600, "events": 12},
 }
 #: The seed of a series' hard scatter: not the default data set's, so a model
