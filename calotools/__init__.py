@@ -20,7 +20,10 @@ The package has two halves that meet in a shared contract:
   jets, and their response), `calotools.plotting`, `calotools.interpret` (what a
   network learned), `calotools.widgets`, `calotools.dask_tools`,
   `calotools.study`, `calotools.domain_shift` (the samples of the LLNL
-  domain-shift study) and `calotools.cli`.
+  domain-shift study), `calotools.adversarial` (training against an
+  adversary: a classifier independent of pile-up or energy),
+  `calotools.denoising` (the LAPP pile-up denoising autoencoder),
+  `calotools.pileup_study` (performance versus ⟨μ⟩) and `calotools.cli`.
 
 Helpers every layer may use: `calotools.errors` (the error classes),
 `calotools.atomic` (files and folders written whole or not at all),
@@ -47,6 +50,7 @@ from calotools.version import __version__
 
 __all__ = [
     "__version__",
+    "adversarial",
     "artifacts",
     "atomic",
     "backend",
@@ -56,6 +60,7 @@ __all__ = [
     "cuts",
     "dask_tools",
     "data",
+    "denoising",
     "domain_shift",
     "errors",
     "evaluation",
@@ -69,6 +74,7 @@ __all__ = [
     "metrics",
     "models",
     "ntuple",
+    "pileup_study",
     "plotting",
     "predictor",
     "preprocessing",
@@ -83,6 +89,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from calotools import (
+        adversarial,
         artifacts,
         atomic,
         backend,
@@ -92,6 +99,7 @@ if TYPE_CHECKING:
         cuts,
         dask_tools,
         data,
+        denoising,
         domain_shift,
         errors,
         evaluation,
@@ -105,6 +113,7 @@ if TYPE_CHECKING:
         metrics,
         models,
         ntuple,
+        pileup_study,
         plotting,
         predictor,
         preprocessing,

@@ -34,7 +34,7 @@ import pandas as pd
 
 from calotools import metrics
 from calotools.adversarial import PivotConfig
-from calotools.denoising import PaedConfig
+from calotools.denoising import EM_LAYERS, PaedConfig, from_pixels, to_pixels
 from calotools.domain_shift import read_sample, response_tables
 from calotools.errors import InvalidValueError
 from calotools.ntuple import Clusters
@@ -53,6 +53,7 @@ __all__ = [
     "classifier_vs_mu",
     "cut_with",
     "efficiency_vs",
+    "em_images",
     "labelled_clusters",
     "mixture",
     "partner_clusters",
@@ -186,16 +187,16 @@ def efficiency_vs(
         raise InvalidValueError(msg)
     cut = np.quantile(score[signal], 1.0 - efficiency)
     passes = score > cut
-    edges = np.asarray(edges, dtype=float)
-    which = np.digitize(variable, edges) - 1
+    bins = np.asarray(edges, dtype=float)
+    which = np.digitize(variable, bins) - 1
     rows = []
-    for k in range(len(edges) - 1):
+    for k in range(len(bins) - 1):
         inside = which == k
         n_signal, n_background = int((inside & signal).sum()), int((inside & ~signal).sum())
         rows.append(
             {
-                "low": edges[k],
-                "high": edges[k + 1],
+                "low": bins[k],
+                "high": bins[k + 1],
                 "pipm": n_signal,
                 "pi0": n_background,
                 "efficiency": (passes & inside & signal).sum() / n_signal if n_signal else np.nan,
@@ -348,3 +349,12 @@ def aligned_partners(
     for mu, mapping in found.items():
         partners_at[mu] = others[mu][np.asarray([mapping[r] for r in common], dtype=np.int64)]
     return clean[rows], partners_at
+
+
+def em_images(clusters: Clusters, layers: Sequence[str] = EM_LAYERS) -> dict[str, np.ndarray]:
+    """The cell energies (GeV) of the EM-layer images: what pile-up adds and a PAED removes.
+
+    Stored images are fractions of ``cluster_E`` (`calotools.sim.images`); with
+    pile-up ``cluster_E`` grows too, so images of partners compare in GeV only.
+    """
+    return from_pixels(to_pixels(clusters, layers), layers)

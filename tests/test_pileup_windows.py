@@ -47,6 +47,10 @@ def test_every_window_cell_gets_each_interaction_once_even_beyond_the_barrel_edg
     # stays flat, and every cell gets each interaction once.
     hard = batch()
     hard = dataclasses.replace(hard, eta_low=np.where(hard.eta_low >= 0, 0.4, -1.2))
+    beyond = (hard.eta_low + hard.window.width_eta > geometry.CELLS_ETA_MAX) | (
+        hard.eta_low < -geometry.CELLS_ETA_MAX
+    )
+    assert beyond.all()
     added = overlay_window(hard, uniform_library(), 5.0, seed=2)
     counts = added.extra["actual_mu"]
     assert counts.sum() > 0

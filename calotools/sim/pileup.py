@@ -303,7 +303,7 @@ def overlay(
     extra = dict(deposits.extra)
     # Kept apart from the calibration hits, as in ATLAS, where presampled
     # pile-up brings no calibration hits: ENG_CALIB_TOT is the hard scatter's.
-    extra["pileup_calib"] = sum(added(k) for k in range(2, 6))
+    extra["pileup_calib"] = np.sum([added(k) for k in range(2, 6)], axis=0)
     extra["actual_mu"] = counts.astype(np.float64)
     return EventDeposits(
         window=deposits.window,
