@@ -107,8 +107,7 @@ def test_bad_requests_are_refused_by_name(tmp_path, capsys):
     with pytest.raises(InvalidValueError, match="n_events"):
         make_event_sample("jz2w", tmp_path / "x.root", n_events=0)
     assert (
-        cli.main(["simulate", "--sample", "pi0", "--pairs", "--out", str(tmp_path / "p.root")])
-        == 2
+        cli.main(["simulate", "--sample", "pi0", "--pairs", "--out", str(tmp_path / "p.root")]) == 2
     )
     assert "--pairs needs --mu > 0" in capsys.readouterr().err
 
