@@ -227,6 +227,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
+#: The registry's entry (`calotools.models`, name ``paed``): its layers and default sizes.
+_SPEC = models.spec(KIND)
+
+
 @dataclass(frozen=True)
 class PaedConfig:
     """How a PAED is built and trained; saved with it as ``config.json``.
@@ -249,10 +253,10 @@ class PaedConfig:
         Seeds Keras (weights, shuffling) at the start of `train_paed`.
     """
 
-    layers: tuple[str, ...] = EM_LAYERS
-    joint: bool = False
-    filters: tuple[int, ...] = (16, 32)
-    latent: int = 32
+    layers: tuple[str, ...] = _SPEC.layers
+    joint: bool = _SPEC.sizes["joint"]
+    filters: tuple[int, ...] = _SPEC.sizes["filters"]
+    latent: int = _SPEC.sizes["latent"]
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3

@@ -42,6 +42,8 @@ name                  source
 ``lapp_cnn``          LAPP [LAPP2021]: selu, He init, 8 % dropout, Adam 1e-4
 ``hybrid``            calotools: per-layer CNN + a dense branch on the moments
 ``bdt``               [THAIS2017]: gradient-boosted trees on the cluster moments
+``paed``              LAPP [LAPP2021]: pile-up denoising autoencoder (task ``"denoise"``,
+                      `calotools.denoising`)
 ====================  ========================================================
 
 Default sizes are modest so that every model trains on a laptop CPU; pass
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
     import keras
 
 __all__ = [
+    "DENOISE",
     "HUBER_DELTA",
     "MOMENT_SCALARS",
     "REGRESSION_SCALARS",
@@ -97,7 +100,11 @@ __all__ = [
 ]
 
 Task = Literal["classify", "regress"]
+#: The tasks `calotools.training` trains on labelled selections.
 TASKS: tuple[str, ...] = ("classify", "regress")
+#: The task of the denoisers (``paed``): images with pile-up → without, trained on
+#: pairs of the same clusters by `calotools.denoising.train_paed`, not by `calotools.training`.
+DENOISE = "denoise"
 
 #: Scalar inputs of every regression: the energy scale and the position of the
 #: cluster, which the calibration depends on (LCW tables are binned in both).
@@ -182,7 +189,7 @@ class ModelSpec:
     name: str
     description: str
     source: str
-    kind: Literal["keras", "bdt"] = "keras"
+    kind: Literal["keras", "bdt", "paed"] = "keras"
     layout: Literal["layers", "densenet", "flat"] = "layers"
     layers: tuple[str, ...] = ALL_LAYERS
     scalars: tuple[str, ...] = ()
@@ -225,8 +232,8 @@ class ModelSpec:
 
     def check_task(self, task: str) -> None:
         """Raise `ModelError` unless the model does ``task``."""
-        if task not in TASKS:
-            msg = f"task must be one of {', '.join(TASKS)}; got {task!r}"
+        if task not in (*TASKS, DENOISE):
+            msg = f"task must be one of {', '.join((*TASKS, DENOISE))}; got {task!r}"
             raise ModelError(msg)
         if task not in self.tasks:
             msg = f"model {self.name!r} does {', '.join(self.tasks)} only, not {task!r}"
@@ -241,9 +248,15 @@ def _register(model_spec: ModelSpec) -> ModelSpec:
     return model_spec
 
 
-def available() -> dict[str, str]:
-    """Registered model name → one-line description."""
-    return {name: s.description for name, s in _REGISTRY.items()}
+def available(task: str | None = None) -> dict[str, str]:
+    """Registered model name → one-line description; only those doing ``task`` if given.
+
+    Examples
+    --------
+    >>> "paed" in available(), "paed" in available("classify")
+    (True, False)
+    """
+    return {name: s.description for name, s in _REGISTRY.items() if task is None or task in s.tasks}
 
 
 def spec(name: str) -> ModelSpec:
@@ -272,6 +285,12 @@ def build(
     """
     model_spec = spec(name)
     model_spec.check_task(task)
+    if model_spec.kind == "paed":
+        msg = (
+            f"{name!r} is a denoiser: build it with calotools.denoising.build_paed "
+            "and train it on pairs with calotools.denoising.train_paed"
+        )
+        raise ModelError(msg)
     if model_spec.kind != "keras":
         msg = f"{name!r} is not a Keras network; train it with calotools.training.train"
         raise ModelError(msg)
@@ -845,6 +864,19 @@ _register(
         builder=_build_hybrid,
         sizes={"filters": (8, 16), "moment_units": (64, 32), "units": (64,)},
         tiny={"filters": (2,), "moment_units": (4,), "units": (4,)},
+    )
+)
+_register(
+    ModelSpec(
+        "paed",
+        "pile-up denoising autoencoder of the EM layers: images with pile-up → without",
+        "LAPP [LAPP2021] (the PAED proposal); calotools.denoising, docs/pileup.md",
+        kind="paed",
+        layers=EM_LAYERS,
+        tasks=(DENOISE,),
+        # `calotools.denoising.PaedConfig` takes its defaults from here.
+        sizes={"joint": False, "filters": (16, 32), "latent": 32},
+        tiny={"filters": (2,), "latent": 4},
     )
 )
 _register(

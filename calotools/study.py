@@ -314,7 +314,7 @@ def default_classifiers(quick: bool | None = None) -> list[str]:
     """The classifiers the study compares: `QUICK_CLASSIFIERS` in quick mode, else all."""
     from calotools import models
 
-    return list(QUICK_CLASSIFIERS) if _quick(quick) else list(models.available())
+    return list(QUICK_CLASSIFIERS) if _quick(quick) else list(models.available("classify"))
 
 
 # ---------------------------------------------------------------------------- notebooks

@@ -919,7 +919,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         required=True,
-        choices=list(models.available()),
+        choices=list({**models.available("classify"), **models.available("regress")}),
         metavar="NAME",
         help="registry name; `calotools models` lists them",
     )

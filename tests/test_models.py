@@ -32,7 +32,12 @@ STUDY_MODELS = {
     "hybrid",
     "bdt",
 }
-CASES = [(name, task) for name in models.available() for task in models.spec(name).tasks]
+CASES = [
+    (name, task)
+    for name in models.available()
+    for task in models.spec(name).tasks
+    if task in models.TASKS
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +53,22 @@ def layers_of(network, kind: str) -> list:
 
 
 def test_the_registry_holds_every_architecture_of_the_studies():
-    listing = models.available()
+    listing = models.available("classify")
     assert set(listing) == STUDY_MODELS
+    # The LAPP denoiser is an entry too, of its own task, built by calotools.denoising.
+    paed = models.spec("paed")
+    assert paed.tasks == (models.DENOISE,)
+    assert set(models.available()) == STUDY_MODELS | {"paed"}
+    with pytest.raises(models.ModelError, match="calotools.denoising.build_paed"):
+        models.build("paed", models.DENOISE)
+    from calotools.denoising import PaedConfig
+
+    config = PaedConfig()
+    assert (config.layers, config.filters, config.latent) == (
+        paed.layers,
+        paed.sizes["filters"],
+        paed.sizes["latent"],
+    )
     for name, description in listing.items():
         model_spec = models.spec(name)
         assert description

@@ -149,7 +149,8 @@ def test_default_classifiers_are_a_few_in_quick_mode():
     from calotools import models
 
     assert study.default_classifiers(quick=True) == list(study.QUICK_CLASSIFIERS)
-    assert study.default_classifiers(quick=False) == list(models.available())
+    assert study.default_classifiers(quick=False) == list(models.available("classify"))
+    assert "paed" not in study.default_classifiers(quick=False)  # a denoiser, not a classifier
 
 
 # ---------------------------------------------------------------------------- the chain
