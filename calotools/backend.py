@@ -29,7 +29,7 @@ import numpy as np
 from calotools import extras
 from calotools.errors import InvalidValueError
 
-__all__ = ["DEFAULT_TF_LOG_LEVEL", "kept_startup_lines", "keras", "predict"]
+__all__ = ["DEFAULT_TF_LOG_LEVEL", "kept_startup_lines", "keras", "predict", "predict_outputs"]
 
 #: ``TF_CPP_MIN_LOG_LEVEL`` when the user has not set one: 2 shows errors only
 #: (0 all, 1 no INFO, 3 no errors either), as ``make`` and the Dask workers use.
@@ -151,8 +151,8 @@ def _padded(array: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([np.asarray(array), padding])
 
 
-def predict(network: Any, inputs: Mapping[str, np.ndarray], *, batch_size: int) -> np.ndarray:
-    """``network.predict(inputs)`` in whole batches: the rest is padded to one, then cut off.
+def _in_whole_batches(network: Any, inputs: Mapping[str, np.ndarray], batch_size: int) -> list[Any]:
+    """``network.predict`` of the whole batches, then of the rest padded to one, cut again.
 
     Keras traces its predict step once per batch shape, so a short last batch
     is a second trace for every new number of clusters, and TensorFlow's
@@ -168,5 +168,26 @@ def predict(network: Any, inputs: Mapping[str, np.ndarray], *, batch_size: int) 
         parts.append(network.predict(head, batch_size=batch_size, verbose=0))
     if whole < n or n == 0:  # no clusters: one padded batch gives the empty output's shape
         tail = {key: _padded(value[whole:], batch_size) for key, value in inputs.items()}
-        parts.append(network.predict(tail, batch_size=batch_size, verbose=0)[: n - whole])
+        out = network.predict(tail, batch_size=batch_size, verbose=0)
+        if isinstance(out, Mapping):
+            parts.append({name: value[: n - whole] for name, value in out.items()})
+        else:
+            parts.append(out[: n - whole])
+    return parts
+
+
+def predict(network: Any, inputs: Mapping[str, np.ndarray], *, batch_size: int) -> np.ndarray:
+    """``network.predict(inputs)`` in whole batches: the rest is padded to one, then cut off.
+
+    One trace per network whatever the number of clusters (`_in_whole_batches`).
+    """
+    parts = _in_whole_batches(network, inputs, batch_size)
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def predict_outputs(
+    network: Any, inputs: Mapping[str, np.ndarray], *, batch_size: int
+) -> dict[str, np.ndarray]:
+    """As `predict`, for a network whose outputs are a dict of named arrays."""
+    parts = _in_whole_batches(network, inputs, batch_size)
+    return {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}

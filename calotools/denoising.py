@@ -453,32 +453,6 @@ def _compile(network: keras.Model, config: PaedConfig) -> keras.Model:
     return network
 
 
-def _padded(array: np.ndarray, length: int) -> np.ndarray:
-    padding = np.zeros((length - len(array), *array.shape[1:]), dtype=array.dtype)
-    return np.concatenate([array, padding])
-
-
-def _predict(
-    network: keras.Model, inputs: Mapping[str, np.ndarray], batch_size: int
-) -> dict[str, np.ndarray]:
-    """``network.predict`` of a dict-output network in whole batches (one trace per network).
-
-    As `calotools.backend.predict`, for networks with several outputs: the
-    last, short batch is padded to a whole one and cut off again.
-    """
-    n = len(next(iter(inputs.values())))
-    whole = n - n % batch_size
-    parts = []
-    if whole:
-        head = {name: value[:whole] for name, value in inputs.items()}
-        parts.append(network.predict(head, batch_size=batch_size, verbose=0))
-    if whole < n or n == 0:
-        tail = {name: _padded(value[whole:], batch_size) for name, value in inputs.items()}
-        out = network.predict(tail, batch_size=batch_size, verbose=0)
-        parts.append({name: value[: n - whole] for name, value in out.items()})
-    return {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
-
-
 # ---------------------------------------------------------------------------- training
 
 
@@ -653,7 +627,7 @@ class Paed:
     ) -> dict[str, np.ndarray]:
         if batch_size < 1:
             raise InvalidValueError(f"batch_size must be at least 1, got {batch_size}")
-        return _predict(network, inputs, batch_size)
+        return backend.predict_outputs(network, inputs, batch_size=batch_size)
 
     # ------------------------------------------------------------------------ the folder
 
