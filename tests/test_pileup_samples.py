@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import uproot
 
 from calotools import ntuple
 from calotools.errors import InvalidValueError
@@ -135,3 +136,43 @@ def test_the_command_line_writes_a_single_particle_sample_with_pileup_and_its_pa
     assert set(clean["averageInteractionsPerCrossing"]) == {0.0}
     assert set(clean["eventNumber"]) <= set(noisy["eventNumber"])
     assert event_samples.library_path_for(tmp_path, seed=0, n_events=4).is_file()
+
+
+def test_photon_and_dijet_series_share_their_hard_scatter_across_mu(tmp_path):
+    photons = make_series(
+        tmp_path,
+        "gamma",
+        mu_values=(0.0, 30.0),
+        n_events=40,
+        library_events=4,
+        progress=False,
+        workers=1,
+    )
+    jets = make_series(
+        tmp_path,
+        "jz2w",
+        mu_values=(0.0, 30.0),
+        n_events=2,
+        library_events=4,
+        progress=False,
+        workers=1,
+    )
+    for paths in (photons, jets):
+        clean, noisy = (ntuple.read_clusters(paths[mu]).scalars for mu in (0.0, 30.0))
+        assert set(noisy["averageInteractionsPerCrossing"]) == {30.0}
+        assert set(clean["eventNumber"]) <= set(noisy["eventNumber"])
+        rows, _ = partners(clean, noisy)
+        energetic = clean["cluster_ENG_CALIB_TOT"].to_numpy()[rows] > 5.0
+        assert energetic.any()
+    assert set(ntuple.read_clusters(photons[0.0]).scalars["truthPDG"]) == {22}
+    # One library for the whole folder, whatever the sample.
+    assert len(list(tmp_path.glob("minbias_library_*.npz"))) == 1
+    # The dijet events themselves: the same generator truth at both ⟨μ⟩.
+    truth = [
+        uproot.open(jets[mu])["EventTree"].arrays(
+            ["eventNumber", "ptHat", "leadingTruthJetPt"], library="np"
+        )
+        for mu in (0.0, 30.0)
+    ]
+    for name in truth[0]:
+        assert np.array_equal(truth[0][name], truth[1][name])
