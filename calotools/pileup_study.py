@@ -340,10 +340,8 @@ def aligned_partners(
         others[mu] = read_sample(datasets[mu], sample, events, wanted)
         rows, partner = pileup_samples.partners(clean, others[mu])
         found[mu] = dict(zip(rows.tolist(), partner.tolist(), strict=True))
-    common = sorted(set.intersection(*(set(f) for f in found.values()))) if found else []
-    if not found:
-        common = list(range(len(clean)))
-    common = common[:limit] if limit is not None else common
+    # Clean rows with a partner at every ⟨μ⟩ > 0 (all of them when there is none).
+    common = sorted(set(range(len(clean))).intersection(*found.values()))[:limit]
     rows = np.asarray(common, dtype=np.int64)
     partners_at = {0.0: clean[rows]}
     for mu, mapping in found.items():
