@@ -28,7 +28,7 @@ import numpy as np
 
 from calotools.ntuple import read_clusters
 from calotools.sim.event_samples import make_pileup_library
-from calotools.sim.pileup_samples import partners
+from calotools.sim.pileup_samples import partner_fraction, partners
 from calotools.sim.samples import make_sample
 
 
@@ -72,7 +72,7 @@ def main() -> None:
             per_event = noisy.scalars.groupby("eventNumber")["cluster_E"].sum()
             added = (per_event - per_event_clean.reindex(per_event.index).fillna(0.0)).mean()
             rows, partner = partners(clean, noisy)
-            kept = np.isin(np.flatnonzero(energetic), rows).mean()
+            kept = partner_fraction(clean, noisy, energetic)
             big = energetic[rows]
             ratio = np.median(
                 noisy.scalars["cluster_E"].to_numpy()[partner[big]]

@@ -28,6 +28,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,21 +105,20 @@ def series(
     by default its full or quick sizes, as the context's mode says.
     """
     folder = context.data.folder / SERIES_FOLDER
-    made: list[float] = []
+    made: dict[float, Path] = {}
     for sample in sample_names:
-        made = list(
-            pileup_samples.make_series(
-                folder,
-                sample,
-                mu_values=mu_values,
-                n_events=n_events,
-                library_events=library_events,
-                # Real data sets may come without calotools' LCW tables.
-                lcw=context.data.lcw_tables if context.data.lcw_tables.is_file() else None,
-                quick=context.quick,
-                workers=workers,
-            )
+        made = pileup_samples.make_series(
+            folder,
+            sample,
+            mu_values=mu_values,
+            n_events=n_events,
+            library_events=library_events,
+            # Real data sets may come without calotools' LCW tables.
+            lcw=context.data.lcw_tables if context.data.lcw_tables.is_file() else None,
+            quick=context.quick,
+            workers=workers,
         )
+    # Every sample has the same ⟨μ⟩ folders: one data set per ⟨μ⟩.
     return {mu: pileup_samples.series_dataset(folder, mu) for mu in made}
 
 

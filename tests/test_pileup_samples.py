@@ -139,23 +139,17 @@ def test_the_command_line_writes_a_single_particle_sample_with_pileup_and_its_pa
 
 
 def test_photon_and_dijet_series_share_their_hard_scatter_across_mu(tmp_path):
-    photons = make_series(
-        tmp_path,
-        "gamma",
-        mu_values=(0.0, 30.0),
-        n_events=40,
-        library_events=4,
-        progress=False,
-        workers=1,
-    )
-    jets = make_series(
-        tmp_path,
-        "jz2w",
-        mu_values=(0.0, 30.0),
-        n_events=2,
-        library_events=4,
-        progress=False,
-        workers=1,
+    photons, jets = (
+        make_series(
+            tmp_path,
+            sample,
+            mu_values=(0.0, 30.0),
+            n_events=n,
+            library_events=4,
+            progress=False,
+            workers=1,
+        )
+        for sample, n in (("gamma", 40), ("jz2w", 2))
     )
     for paths in (photons, jets):
         clean, noisy = (ntuple.read_clusters(paths[mu]).scalars for mu in (0.0, 30.0))

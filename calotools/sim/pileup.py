@@ -237,6 +237,20 @@ def _check_mu(mu: float) -> None:
         raise InvalidValueError(msg)
 
 
+def _check_library(library: PileupLibrary, n_cells: int) -> None:
+    """Refuse an empty library, or one on another grid than the ``n_cells`` it is overlaid on."""
+    remedy = "make one with calotools.sim.event_samples.make_pileup_library"
+    if len(library) == 0:
+        msg = f"the pile-up library holds no events; {remedy}"
+        raise InvalidValueError(msg)
+    if library.n_cells != n_cells:
+        msg = (
+            f"the pile-up library is on {library.n_cells} cells, the barrel on {n_cells}: "
+            f"it was made by another calotools; {remedy}"
+        )
+        raise InvalidValueError(msg)
+
+
 def pileup_draws(
     event_number: np.ndarray,
     mu: float,
@@ -279,13 +293,8 @@ def overlay(
     interactions overlaid.
     """
     _check_mu(mu)
-    if len(library) == 0:
-        msg = "the pile-up library holds no events"
-        raise InvalidValueError(msg)
     n, n_cells = deposits.signal.shape
-    if n_cells != library.n_cells:
-        msg = f"the library is on {library.n_cells} cells, the deposits on {n_cells}"
-        raise InvalidValueError(msg)
+    _check_library(library, n_cells)
     counts, chosen = pileup_draws(deposits.event_number, mu, len(library), seed=seed)
     sizes = np.diff(library.offsets)[chosen]
     ends = np.cumsum(sizes)
@@ -348,13 +357,8 @@ def overlay_window(
     ``pileup_sigma``, and the number of interactions to ``extra["actual_mu"]``.
     """
     _check_mu(mu)
-    if len(library) == 0:
-        msg = "the pile-up library holds no events"
-        raise InvalidValueError(msg)
     barrel = BarrelWindow()
-    if library.n_cells != barrel.n_cells:
-        msg = f"the library is on {library.n_cells} cells, the barrel on {barrel.n_cells}"
-        raise InvalidValueError(msg)
+    _check_library(library, barrel.n_cells)
     window = batch.window
     if window.wraps_phi:
         msg = "overlay_window is for single-particle windows; whole events take overlay()"

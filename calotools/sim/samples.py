@@ -172,7 +172,9 @@ def _run(task: tuple[int, int, int]) -> tuple[Clusters, pd.DataFrame | None, int
     result = reconstruct(batch, job.clustering)
     clusters = result.clusters
     if _library is not None:
-        event = result.clusters.scalars["eventNumber"].to_numpy() - start
+        # The batch row of each cluster's event (event numbers are sorted in a batch).
+        numbers = result.clusters.scalars["eventNumber"].to_numpy()
+        event = np.searchsorted(batch.event_number, numbers)
         actual = batch.extra["actual_mu"][event]
         clusters.scalars["averageInteractionsPerCrossing"] = np.full(len(event), job.mu, "f4")
         clusters.scalars["actualInteractionsPerCrossing"] = actual.astype(np.float32)
